@@ -1,0 +1,79 @@
+"""`lwgen data ...` sub-commands: build the emoji or shapes data sets and check a data folder."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .dataset import ImageTable
+from .emoji import build_emoji
+from .synthetic import make_shapes
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the `data` command and its sub-commands (each sets func=run_*)."""
+    p = subparsers.add_parser("data", help="build demo data sets and check a data folder")
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="{emoji,shapes,check}")
+
+    e = sub.add_parser("emoji", help="render Twemoji + OpenMoji into an image folder with annotations.csv")
+    e.add_argument("--out", required=True, type=Path, help="output folder")
+    e.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
+    e.add_argument("--cache", type=Path, default=None, help="npm tarball cache folder (default ~/.cache/lwgen/npm)")
+    e.add_argument("--twemoji-tgz", type=Path, default=None, help="pre-downloaded @twemoji/svg tarball")
+    e.add_argument("--openmoji-tgz", type=Path, default=None, help="pre-downloaded openmoji tarball")
+    e.set_defaults(func=run_emoji)
+
+    s = sub.add_parser("shapes", help="write a small synthetic coloured-shapes data set")
+    s.add_argument("--out", required=True, type=Path, help="output folder")
+    s.add_argument("--n", type=int, default=512, help="number of images (default 512)")
+    s.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.set_defaults(func=run_shapes)
+
+    c = sub.add_parser("check", help="load a data folder and print label counts and bad rows")
+    c.add_argument("--data", required=True, type=Path, help="data folder (images + CSV)")
+    c.add_argument("--attributes", required=True, nargs="+", help="CSV columns used as labels")
+    c.add_argument("--file-column", default="file", help="CSV column with image paths (default file)")
+    c.add_argument("--csv", default="annotations.csv", help="CSV path, relative to --data or absolute")
+    c.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    c.add_argument("--fit", choices=("pad", "crop"), default="pad", help="make square by padding or cropping")
+    c.add_argument("--split", default=None, help="keep only rows with this value in the 'split' column")
+    c.add_argument("--skip-bad", action="store_true", help="skip rows with missing or broken images")
+    c.add_argument("--no-cache", action="store_true", help="do not read or write the decoded-image cache")
+    c.set_defaults(func=run_check)
+    return p
+
+
+def run_emoji(args: argparse.Namespace) -> int:
+    """Build the emoji data set."""
+    build_emoji(args.out, size=args.size, cache_dir=args.cache, twemoji_tgz=args.twemoji_tgz,
+                openmoji_tgz=args.openmoji_tgz)
+    return 0
+
+
+def run_shapes(args: argparse.Namespace) -> int:
+    """Build the synthetic shapes data set."""
+    out = make_shapes(args.out, n=args.n, size=args.size, seed=args.seed)
+    print(f"wrote {args.n} images and {out / 'annotations.csv'}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Load a data folder and print counts per attribute value and skipped rows."""
+    table = ImageTable.load(args.data, args.attributes, size=args.size, csv=args.csv, file_column=args.file_column,
+                            fit=args.fit, skip_bad=args.skip_bad, cache=not args.no_cache, split=args.split)
+    print(f"{len(table)} images of {args.size}x{args.size} px from {table.root}")
+    for j, a in enumerate(table.attributes):
+        counts = table.labels[:, j].bincount(minlength=len(table.vocab[a])).tolist()
+        print(f"{a} ({len(table.vocab[a])} values):")
+        for value, n in sorted(zip(table.vocab[a], counts), key=lambda t: (-t[1], t[0])):
+            print(f"  {n:7d}  {value}")
+    if table.skipped:
+        print(f"skipped {len(table.skipped)} rows:")
+        for s in table.skipped:
+            print(f"  row {s['row']}: file '{s['file']}': {s['error']}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the handler of the chosen `data` sub-command."""
+    return args.func(args)

@@ -1,0 +1,199 @@
+"""The generator (attribute embedder + U-Net + schedule) and the up-scaler, as loadable, samplable units."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, load_module, module_state, read_config
+from .diffusion import ScheduleConfig, get_sampler, spaced_timesteps, to_x0
+from .models import NULL, AttributeEmbedder, EmbedderConfig, UNet, UNetConfig, Upscaler, UpscalerConfig
+
+ANY = "any"
+
+
+class ConditionError(ValueError):
+    """An attribute name or value that the model does not know."""
+
+
+def _build(cls, data: dict, source: str, what: str):
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: invalid {what} in config.json ({e})") from None
+
+
+def _weights(tensors: dict[str, torch.Tensor], ema: bool) -> dict[str, torch.Tensor]:
+    """Prefer the EMA weights (`ema.*`) and fall back on the raw ones (`model.*`)."""
+    for prefix in ("ema", "model") if ema else ("model", "ema"):
+        state = module_state(tensors, prefix)
+        if state:
+            return state
+    raise CheckpointError("no 'ema.*' or 'model.*' tensors in model.safetensors")
+
+
+def per_sample_noise(shape: Sequence[int], generators: list[torch.Generator]) -> torch.Tensor:
+    """One standard-normal tensor per generator, stacked: results do not depend on the batch size."""
+    return torch.stack([torch.randn(*shape, generator=g) for g in generators])
+
+
+class DiffusionModel(nn.Module):
+    """Class-conditional diffusion generator: vocabularies, embedder, U-Net and noise schedule."""
+
+    kind = "diffusion"
+
+    def __init__(self, unet: UNetConfig, schedule: ScheduleConfig, vocab: dict[str, list[str]], cond_dim: int = 256):
+        super().__init__()
+        if unet.cond_dim != cond_dim:
+            unet = dataclasses.replace(unet, cond_dim=cond_dim)
+        self.vocab = {k: list(v) for k, v in vocab.items()}
+        self.attributes = list(self.vocab)
+        self.schedule = schedule
+        self.embedder = AttributeEmbedder(EmbedderConfig(self.attributes, [len(v) for v in self.vocab.values()], cond_dim))
+        self.unet = UNet(unet)
+        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod().float(), persistent=False)
+
+    @property
+    def resolution(self) -> int:
+        return self.unet.config.resolution
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "unet": dataclasses.asdict(self.unet.config),
+                "schedule": dataclasses.asdict(self.schedule), "vocab": self.vocab,
+                "cond_dim": self.embedder.config.dim}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], source: str = "config") -> "DiffusionModel":
+        if config.get("kind") != cls.kind:
+            raise CheckpointError(f"{source}: not a diffusion checkpoint (kind={config.get('kind')!r})")
+        try:
+            vocab = config["vocab"]
+            unet = _build(UNetConfig, config["unet"], source, "unet")
+            schedule = _build(ScheduleConfig, config["schedule"], source, "schedule")
+            return cls(unet, schedule, vocab, int(config.get("cond_dim", 256)))
+        except KeyError as e:
+            raise CheckpointError(f"{source}: config.json lacks {e}") from None
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "DiffusionModel":
+        config, tensors = load_checkpoint(Path(folder))
+        model = cls.from_config(config, str(folder))
+        load_module(model, _weights(tensors, ema), str(folder))
+        model.checkpoint_config = config
+        return model.eval()
+
+    # --- conditions -------------------------------------------------------------------------------------
+    def encode(self, values: dict[str, str]) -> torch.Tensor:
+        """{attribute: value name} -> labels (A,); attributes left out or set to "any" are NULL."""
+        labels = torch.full((len(self.attributes),), NULL, dtype=torch.long)
+        for name, value in values.items():
+            if name not in self.vocab:
+                raise ConditionError(f"unknown attribute {name!r}; valid attributes: {', '.join(self.attributes)}")
+            if value == ANY or value is None:
+                continue
+            vocab = self.vocab[name]
+            if value not in vocab:
+                shown = ", ".join(vocab[:40]) + (f", ... ({len(vocab)} in all)" if len(vocab) > 40 else "")
+                raise ConditionError(f"unknown value {value!r} for attribute {name!r}; valid values: {shown}")
+            labels[self.attributes.index(name)] = vocab.index(value)
+        return labels
+
+    def condition(self, labels: torch.Tensor) -> torch.Tensor:
+        """labels (B, A) -> condition vectors (B, D)."""
+        return self.embedder(labels)
+
+    def null_condition(self, n: int = 1) -> torch.Tensor:
+        return self.embedder(torch.full((n, len(self.attributes)), NULL, dtype=torch.long))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.unet(x_t, t, cond)
+
+    # --- sampling ---------------------------------------------------------------------------------------
+    def denoiser(self, cond: torch.Tensor, guidance: float = 1.0, bf16: bool = True,
+                 clip: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A ``denoise(x_t, t) -> x0`` closure with classifier-free guidance (Ho & Salimans 2022)."""
+        pred = self.schedule.prediction
+        uncond = self.null_condition(cond.shape[0]) if guidance != 1.0 else None
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            abar = self.alphas_cumprod[t]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
+                if uncond is None:
+                    out = self.unet(x, t, cond).float()
+                else:
+                    both = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond])).float()
+                    c, u = both.chunk(2)
+                    out = u + guidance * (c - u)
+            x0 = to_x0(x, out, abar, pred)
+            return x0.clamp(-1, 1) if clip else x0
+
+        return denoise
+
+    @torch.no_grad()
+    def generate(self, cond: torch.Tensor, seeds: Sequence[int], steps: int = 20, sampler: str = "dpmpp",
+                 guidance: float = 2.0, callback: Callable[[dict], None] | None = None, bf16: bool = True,
+                 eta: float | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample images in [-1, 1], (B, 3, R, R); image i depends only on seeds[i] and cond[i]."""
+        if cond.shape[0] != len(seeds):
+            raise ValueError(f"{cond.shape[0]} conditions but {len(seeds)} seeds")
+        r = self.resolution
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        x = per_sample_noise((3, r, r), gens) if noise is None else noise.clone()
+        fn = get_sampler(sampler)
+        kwargs = {"eta": eta} if (eta is not None and sampler == "ddim") else {}
+        ts = spaced_timesteps(steps, self.schedule.timesteps)
+        return fn(self.denoiser(cond, guidance, bf16), x, ts, self.alphas_cumprod,
+                  noise=lambda: per_sample_noise((3, r, r), gens), callback=callback, **kwargs).clamp(-1, 1)
+
+
+class UpscaleModel(nn.Module):
+    """The x4 (or x2) up-scaler as a loadable unit."""
+
+    kind = "upscaler"
+
+    def __init__(self, config: UpscalerConfig):
+        super().__init__()
+        self.net = Upscaler(config)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "upscaler": dataclasses.asdict(self.net.config)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], source: str = "config") -> "UpscaleModel":
+        if config.get("kind") != cls.kind:
+            raise CheckpointError(f"{source}: not an up-scaler checkpoint (kind={config.get('kind')!r})")
+        if "upscaler" not in config:
+            raise CheckpointError(f"{source}: config.json lacks 'upscaler'")
+        return cls(_build(UpscalerConfig, config["upscaler"], source, "upscaler"))
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "UpscaleModel":
+        config, tensors = load_checkpoint(Path(folder))
+        model = cls.from_config(config, str(folder))
+        load_module(model, _weights(tensors, ema), str(folder))
+        model.checkpoint_config = config
+        return model.eval()
+
+    @torch.no_grad()
+    def upscale(self, images: torch.Tensor, bf16: bool = True, batch: int = 16) -> torch.Tensor:
+        """images (B, 3, h, w) in [-1, 1] -> (B, 3, h*s, w*s) in [-1, 1]."""
+        outs = []
+        for chunk in images.split(batch):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and chunk.device.type == "cpu"):
+                outs.append(self.net(chunk).float().clamp(-1, 1))
+        return torch.cat(outs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def load_model(folder: str | Path, ema: bool = True) -> DiffusionModel | UpscaleModel:
+    """Load any lwgen checkpoint folder, choosing the class from config.json's `kind`."""
+    config = read_config(Path(folder))
+    kinds = {DiffusionModel.kind: DiffusionModel, UpscaleModel.kind: UpscaleModel}
+    if config.get("kind") not in kinds:
+        raise CheckpointError(f"{folder}: unknown checkpoint kind {config.get('kind')!r}")
+    return kinds[config["kind"]].from_checkpoint(folder, ema)

@@ -1,0 +1,130 @@
+"""`lwgen train diffusion|upscaler`: flags generated from the config dataclasses."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid
+
+from ..checkpoint import read_config
+from ..config_args import add_dataclass_args, dataclass_from_args
+from ..data import ImageTable, class_balanced_weights
+from ..diffusion import ScheduleConfig
+from ..models import NULL, UNetConfig, UpscalerConfig, count_parameters
+from ..pipeline import DiffusionModel, UpscaleModel
+from .config import TrainConfig
+from .tasks import DiffusionTask, UpscalerTask
+from .trainer import Trainer
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `train diffusion` and `train upscaler`."""
+    p = subparsers.add_parser("train", help="train a diffusion model or an up-scaler")
+    sub = p.add_subparsers(dest="train_command", required=True, metavar="{diffusion,upscaler}")
+    d = sub.add_parser("diffusion", help="train the class-conditional diffusion generator",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _data_args(d, attributes=True)
+    d.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
+    d.add_argument("--prediction", choices=("v", "eps"), default="v")
+    add_dataclass_args(d, UNetConfig, prefix="unet_", skip=("cond_dim",), help_prefix="U-Net architecture")
+    add_dataclass_args(d, TrainConfig, help_prefix="training")
+    d.set_defaults(func=run_diffusion)
+    u = sub.add_parser("upscaler", help="train the x4 up-scaler on area-downsampled images",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _data_args(u, attributes=False)
+    u.add_argument("--crop", type=int, default=128, help="high-resolution crop side used for training")
+    add_dataclass_args(u, UpscalerConfig, prefix="up_", help_prefix="up-scaler architecture")
+    add_dataclass_args(u, TrainConfig, help_prefix="training")
+    u.set_defaults(func=run_upscaler, lr=1e-3, min_snr_gamma=0.0, batch=16)
+    return p
+
+
+def _data_args(p: argparse.ArgumentParser, attributes: bool) -> None:
+    p.add_argument("--data", required=True, type=Path, help="folder with the images and the annotation CSV")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
+    p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
+    p.add_argument("--csv", default="annotations.csv", help="annotation CSV, relative to --data or absolute")
+    p.add_argument("--file-column", default="file", help="CSV column with the image paths")
+    if attributes:
+        p.add_argument("--attributes", nargs="+", required=True, help="CSV columns to condition on")
+    p.add_argument("--split", default="train", help="rows whose 'split' column has this value ('' = all rows)")
+    p.add_argument("--fit", choices=("pad", "crop"), default="pad", help="make images square by padding or cropping")
+    p.add_argument("--load-size", type=int, default=256, help="images are loaded at this size, then area-downsampled")
+    p.add_argument("--skip-bad", action="store_true", help="skip rows with missing or broken images (listed in a report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _load(args: argparse.Namespace, attributes: list[str], vocab: dict | None = None) -> ImageTable:
+    split = args.split or None
+    return ImageTable.load(args.data, attributes, size=args.load_size, csv=args.csv, file_column=args.file_column,
+                           fit=args.fit, skip_bad=args.skip_bad, vocab=vocab, split=split,
+                           progress=not args.no_progress)
+
+
+def _provenance(args: argparse.Namespace, table: ImageTable) -> dict:
+    return {"data": {"folder": str(args.data), "csv": args.csv, "file_column": args.file_column,
+                     "split": args.split or None, "fit": args.fit, "load_size": args.load_size,
+                     "images": len(table), "skipped": len(table.skipped)}}
+
+
+def _resumed_config(out: Path, resume: bool) -> dict | None:
+    if resume and (out / "config.json").is_file():
+        return read_config(out)
+    return None
+
+
+def run_diffusion(args: argparse.Namespace) -> int:
+    """Train the diffusion generator (resumable with --resume)."""
+    prev = _resumed_config(args.out, args.resume)
+    table = _load(args, args.attributes, vocab=prev["vocab"] if prev else None)
+    config = dataclass_from_args(TrainConfig, args)
+    torch.manual_seed(config.seed)
+    if prev:
+        model = DiffusionModel.from_config(prev, str(args.out))
+    else:
+        unet = dataclass_from_args(UNetConfig, args, prefix="unet_")
+        model = DiffusionModel(unet, ScheduleConfig(args.schedule, prediction=args.prediction), table.vocab)
+    balance = config.balance_attribute or args.attributes[0]
+    if balance not in args.attributes:
+        raise SystemExit(f"error: --balance-attribute {balance!r} is not one of --attributes")
+    weights = class_balanced_weights(table.labels, args.attributes.index(balance), config.balance_power)
+    print(f"{len(table)} images, attributes: " + ", ".join(f"{a} ({len(v)} values)" for a, v in table.vocab.items()))
+    print(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters, schedule {model.schedule.name}, "
+          f"{model.schedule.prediction}-prediction")
+    task = DiffusionTask(model, table.images, table.labels, config)
+    preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
+
+    def preview(ema: DiffusionModel) -> torch.Tensor:
+        imgs = ema.generate(ema.condition(preview_labels), seeds=range(16), steps=20, guidance=2.0)
+        return make_grid((imgs + 1) / 2, nrow=8)
+
+    trainer = Trainer(task, config, args.out, weights, meta={**_provenance(args, table), "attributes": args.attributes},
+                      preview=preview, progress=not args.no_progress)
+    _report(trainer.run(resume=args.resume), args.out)
+    return 0
+
+
+def run_upscaler(args: argparse.Namespace) -> int:
+    """Train the up-scaler on (area-downsampled, original) pairs."""
+    prev = _resumed_config(args.out, args.resume)
+    table = _load(args, [])
+    config = dataclass_from_args(TrainConfig, args)
+    torch.manual_seed(config.seed)
+    model = UpscaleModel.from_config(prev, str(args.out)) if prev else \
+        UpscaleModel(dataclass_from_args(UpscalerConfig, args, prefix="up_"))
+    print(f"{len(table)} images; up-scaler x{model.net.config.scale}: {count_parameters(model) / 1e6:.2f} M parameters")
+    task = UpscalerTask(model, table.images, config, crop=args.crop)
+    trainer = Trainer(task, config, args.out, torch.ones(len(table)), meta=_provenance(args, table),
+                      progress=not args.no_progress)
+    _report(trainer.run(resume=args.resume), args.out)
+    return 0
+
+
+def _report(summary: dict, out: Path) -> None:
+    p = summary["progress"]
+    last = p["loss_history"][-1][1] if p["loss_history"] else float("nan")
+    print(f"saved {out}: {p['step']} steps, {p['images_seen']} images, {p['wall_time_s'] / 60:.1f} min, "
+          f"last loss {last:.4f}")

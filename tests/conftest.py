@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic data set and tiny trained checkpoints, made once per test session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lwgen.data import ImageTable, make_shapes
+from lwgen.diffusion import ScheduleConfig
+from lwgen.models import UNetConfig, UpscalerConfig
+from lwgen.pipeline import DiffusionModel, UpscaleModel
+from lwgen.training import DiffusionTask, TrainConfig, Trainer, UpscalerTask
+
+torch.set_num_threads(1)
+
+TINY_UNET = UNetConfig(resolution=16, unshuffle=1, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
+                       groups=8, emb_dim=32, head_dim=16)
+SHAPE_ATTRIBUTES = ["shape", "color", "size"]
+
+
+def train_tiny_diffusion(data: Path, out: Path, schedule: str = "cosine", steps: int = 4, seed: int = 0) -> Path:
+    """Train a tiny diffusion model for a few steps on a shapes folder; returns the checkpoint folder."""
+    table = ImageTable.load(data, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
+    torch.manual_seed(seed)
+    model = DiffusionModel(TINY_UNET, ScheduleConfig(schedule), table.vocab, cond_dim=32)
+    config = TrainConfig(batch=8, steps=steps, warmup=2, log_every=1, seed=seed)
+    task = DiffusionTask(model, table.images, table.labels, config)
+    Trainer(task, config, out, torch.ones(len(table)), meta={"attributes": SHAPE_ATTRIBUTES}, progress=False).run()
+    return out
+
+
+def train_tiny_upscaler(data: Path, out: Path, steps: int = 3) -> Path:
+    """Train a tiny x4 up-scaler for a few steps; returns the checkpoint folder."""
+    table = ImageTable.load(data, [], size=32, progress=False)
+    model = UpscaleModel(UpscalerConfig(scale=4, channels=8, num_blocks=1))
+    config = TrainConfig(batch=4, steps=steps, warmup=1, log_every=1, min_snr_gamma=0)
+    Trainer(UpscalerTask(model, table.images, config, crop=32), config, out, torch.ones(len(table)),
+            progress=False).run()
+    return out
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """64 synthetic coloured shapes at 32 px with shape / color / size / split columns."""
+    return make_shapes(tmp_path_factory.mktemp("shapes"), n=64, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory, shapes_dir) -> dict[str, Path]:
+    """{'cosine', 'linear', 'upscaler'}: tiny checkpoint folders, as `lwgen train` writes them."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "cosine": train_tiny_diffusion(shapes_dir, root / "tiny-cosine", "cosine"),
+        "linear": train_tiny_diffusion(shapes_dir, root / "tiny-linear", "linear"),
+        "upscaler": train_tiny_upscaler(shapes_dir, root / "upscaler-x4"),
+    }

@@ -1,0 +1,85 @@
+"""Networks: shapes, initial behaviour, size of the default configuration."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lwgen.models import (NULL, AttributeEmbedder, EmbedderConfig, UNet, UNetConfig, Upscaler, UpscalerConfig,
+                          count_parameters, forward_gmacs)
+from lwgen.pipeline import ConditionError, DiffusionModel
+from lwgen.diffusion import ScheduleConfig
+
+
+@pytest.mark.parametrize("cfg", [
+    UNetConfig(resolution=16, base_channels=16, channel_mult=(1, 2), attention_levels=(1,), emb_dim=32, groups=8),
+    UNetConfig(resolution=32, unshuffle=2, base_channels=16, channel_mult=(1, 2, 2), attention_levels=(2,),
+               emb_dim=32, groups=8, cond_dim=8),
+    UNetConfig(resolution=64, unshuffle=4, base_channels=16, channel_mult=(1, 2), attention_levels=(), emb_dim=32),
+])
+def test_unet_keeps_the_input_shape(cfg):
+    net = UNet(cfg)
+    x = torch.randn(2, 3, cfg.resolution, cfg.resolution)
+    out = net(x, torch.tensor([0.0, 999.0]), torch.randn(2, cfg.cond_dim))
+    assert out.shape == x.shape
+    assert torch.all(out == 0), "the output layer is zero-initialised"
+
+
+def test_unet_rejects_resolutions_it_cannot_halve():
+    with pytest.raises(ValueError, match="cannot be halved"):
+        UNetConfig(resolution=24, unshuffle=4, channel_mult=(1, 2, 2))
+
+
+def test_default_unet_is_light():
+    net = UNet(UNetConfig())
+    r = net.config.resolution
+    assert count_parameters(net) <= 5_000_000
+    gmac = forward_gmacs(net, torch.zeros(1, 3, r, r), torch.zeros(1), torch.zeros(1, net.config.cond_dim))
+    assert gmac < 8.28 / 10, "an order of magnitude below the 93 M-parameter original (8.28 GMAC)"
+
+
+def test_upscaler_starts_exactly_at_bicubic():
+    up = Upscaler(UpscalerConfig(scale=4, channels=8, num_blocks=2))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(up(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))
+
+
+def test_embedder_null_and_sum():
+    emb = AttributeEmbedder(EmbedderConfig(["a", "b"], [3, 2], dim=4))
+    with torch.no_grad():
+        emb.null.copy_(torch.arange(8.0).reshape(2, 4))
+    full = emb(torch.tensor([[1, 0]]))
+    assert torch.allclose(full, emb.tables[0].weight[1] + emb.tables[1].weight[0])
+    none = emb(torch.tensor([[NULL, NULL]]))
+    assert torch.allclose(none, emb.null.sum(0))
+    with pytest.raises(ValueError, match="shape"):
+        emb(torch.tensor([[1, 0, 0]]))
+
+
+def _model():
+    return DiffusionModel(UNetConfig(resolution=16, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
+                                     emb_dim=32, groups=8), ScheduleConfig("linear"),
+                          {"shape": ["circle", "square"], "color": ["red", "blue"]}, cond_dim=16)
+
+
+def test_encode_names_and_errors():
+    m = _model()
+    assert m.encode({"color": "blue"}).tolist() == [NULL, 1]
+    assert m.encode({"shape": "any", "color": "red"}).tolist() == [NULL, 0]
+    with pytest.raises(ConditionError, match="unknown attribute 'colour'; valid attributes: shape, color"):
+        m.encode({"colour": "red"})
+    with pytest.raises(ConditionError, match="unknown value 'green' for attribute 'color'; valid values: red, blue"):
+        m.encode({"color": "green"})
+
+
+def test_generation_is_deterministic_and_batch_independent():
+    torch.manual_seed(0)
+    m = _model().eval()
+    for p in m.unet.out.parameters():  # make the output depend on the input
+        torch.nn.init.normal_(p, std=0.05)
+    cond = m.condition(torch.tensor([[0, 1], [1, 0], [1, 1]]))
+    for sampler in ("dpmpp", "ddim", "ddpm"):
+        a = m.generate(cond, seeds=[5, 6, 7], steps=4, sampler=sampler, bf16=False)
+        b = m.generate(cond[1:2], seeds=[6], steps=4, sampler=sampler, bf16=False)
+        c = m.generate(cond, seeds=[5, 6, 7], steps=4, sampler=sampler, bf16=False)
+        assert torch.equal(a, c)
+        assert torch.allclose(a[1:2], b, atol=1e-5)
+    assert a.shape == (3, 3, 16, 16) and a.min() >= -1 and a.max() <= 1

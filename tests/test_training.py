@@ -1,0 +1,113 @@
+"""Trainer: exact resume after SIGKILL, NaN stop, LR and EMA schedules, the CLI on synthetic data."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lwgen.checkpoint import TRAIN_STATE, load_checkpoint, read_tensors
+from lwgen.cli import main
+from lwgen.training import TrainConfig, TrainingError, ema_decay, lr_factor
+from lwgen.training.trainer import Trainer
+
+
+def _train_cmd(data, out, steps, *extra):
+    return [sys.executable, "-m", "lwgen", "train", "diffusion", "--data", str(data), "--out", str(out),
+            "--attributes", "shape", "color", "--load-size", "32", "--unet-resolution", "16",
+            "--unet-base-channels", "16", "--unet-channel-mult", "1", "2", "--unet-attention-levels", "1",
+            "--unet-emb-dim", "32", "--unet-groups", "8", "--batch", "8", "--steps", str(steps), "--warmup", "3",
+            "--threads", "1", "--log-every", "1", "--no-progress", "--sample-minutes", "1000", *extra]
+
+
+def test_killed_run_resumes_to_the_same_weights(shapes_dir, tmp_path):
+    steps = 40
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(shapes_dir, ref, steps), check=True, capture_output=True)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(shapes_dir, run, steps, "--save-minutes", "0"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / TRAIN_STATE).is_file():
+            try:
+                step = int(read_tensors(run / TRAIN_STATE)[1]["step"])
+            except Exception:  # caught mid-rename on some filesystems; try again
+                step = 0
+            if step >= 5:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = int(read_tensors(run / TRAIN_STATE)[1]["step"])
+    assert 5 <= killed_at < steps, "the run should have been killed part-way"
+    subprocess.run(_train_cmd(shapes_dir, run, steps, "--resume"), check=True, capture_output=True)
+    cfg_a, a = load_checkpoint(ref)
+    cfg_b, b = load_checkpoint(run)
+    assert cfg_b["progress"]["step"] == steps
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+class _NanTask:
+    def __init__(self, model):
+        self.model = model
+        self.calls = 0
+
+    def loss(self, idx, g):
+        self.calls += 1
+        p = next(self.model.parameters())
+        return p.sum() * (float("nan") if self.calls > 3 else 0.0)
+
+
+def test_nan_loss_stops_without_overwriting_the_checkpoint(tiny_checkpoints, tmp_path):
+    from lwgen.pipeline import UpscaleModel
+
+    model = UpscaleModel.from_checkpoint(tiny_checkpoints["upscaler"])
+    task = _NanTask(model)
+    trainer = Trainer(task, TrainConfig(steps=10, batch=2, log_every=1), tmp_path / "nan", torch.ones(4),
+                      progress=False)
+    with pytest.raises(TrainingError, match="loss is nan at step 3"):
+        trainer.run()
+    assert not (tmp_path / "nan" / "model.safetensors").exists()
+
+
+def test_lr_warmup_and_cosine():
+    c = TrainConfig(steps=100, warmup=10, min_lr_ratio=0.1)
+    assert lr_factor(0, 0.0, c) == pytest.approx(0.1)
+    assert lr_factor(9, 0.09, c) == pytest.approx(1.0)
+    assert lr_factor(50, 0.5, c) == pytest.approx(0.55)
+    assert lr_factor(100, 1.0, c) == pytest.approx(0.1)
+
+
+def test_ema_decay_warms_up():
+    assert ema_decay(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay(10_000, 0.999) == 0.999
+
+
+def test_train_config_needs_a_budget():
+    with pytest.raises(ValueError, match="give a budget"):
+        TrainConfig()
+
+
+def test_cli_train_and_sample(shapes_dir, tmp_path, capsys):
+    out = tmp_path / "ck"
+    assert subprocess.run(_train_cmd(shapes_dir, out, 3), capture_output=True).returncode == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["data"]["images"] > 0 and cfg["attributes"] == ["shape", "color"]
+    grid = tmp_path / "grid.png"
+    assert main(["sample", "--checkpoint", str(out), "--set", "shape=circle", "-n", "4", "--steps", "3",
+                 "--out", str(grid)]) == 0
+    from PIL import Image
+    assert Image.open(grid).size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
+    assert main(["sample", "--checkpoint", str(out), "--set", "shape=hexagon", "--out", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown value 'hexagon' for attribute 'shape'; valid values: circle, cross, square, triangle" in err
+    assert main(["sample", "--checkpoint", str(out), "--set", "shape", "--out", str(grid)]) == 2
+    assert main(["sample", "--checkpoint", str(tmp_path / "missing"), "--out", str(grid)]) == 2
+    assert main(["info", "--checkpoint", str(out)]) == 0
+    assert "GMAC per forward" in capsys.readouterr().out
