@@ -24,13 +24,13 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         dest = (prefix + f.name).replace("-", "_")
         if hint is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
-                               help=f"(default {default})")
+                               help=" ")
         elif origin in (tuple, list):
             inner = typing.get_args(hint)[0]
             group.add_argument(flag, dest=dest, type=inner, nargs="*", default=default,
-                               help=f"(default {' '.join(map(str, default)) or 'none'})")
+                               help=" ")
         else:
-            group.add_argument(flag, dest=dest, type=hint, default=default, help=f"(default {default})")
+            group.add_argument(flag, dest=dest, type=hint, default=default, help=" ")
 
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:

@@ -10,7 +10,8 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, load_module, module_state, read_config
 from .diffusion import ScheduleConfig, get_sampler, spaced_timesteps, to_x0
-from .models import NULL, AttributeEmbedder, EmbedderConfig, UNet, UNetConfig, Upscaler, UpscalerConfig
+from .models import (NULL, AttributeEmbedder, Autoencoder, AutoencoderConfig, EmbedderConfig, UNet, UNetConfig,
+                     Upscaler, UpscalerConfig)
 
 ANY = "any"
 
@@ -26,13 +27,13 @@ def _build(cls, data: dict, source: str, what: str):
         raise CheckpointError(f"{source}: invalid {what} in config.json ({e})") from None
 
 
-def _weights(tensors: dict[str, torch.Tensor], ema: bool) -> dict[str, torch.Tensor]:
+def _weights(tensors: dict[str, torch.Tensor], ema: bool, source: str) -> dict[str, torch.Tensor]:
     """Prefer the EMA weights (`ema.*`) and fall back on the raw ones (`model.*`)."""
     for prefix in ("ema", "model") if ema else ("model", "ema"):
         state = module_state(tensors, prefix)
         if state:
             return state
-    raise CheckpointError("no 'ema.*' or 'model.*' tensors in model.safetensors")
+    raise CheckpointError(f"{source}: no 'ema.*' or 'model.*' tensors in model.safetensors")
 
 
 def per_sample_noise(shape: Sequence[int], generators: list[torch.Generator]) -> torch.Tensor:
@@ -41,11 +42,13 @@ def per_sample_noise(shape: Sequence[int], generators: list[torch.Generator]) ->
 
 
 class DiffusionModel(nn.Module):
-    """Class-conditional diffusion generator: vocabularies, embedder, U-Net and noise schedule."""
+    """Class-conditional diffusion generator: vocabularies, embedder, U-Net, noise schedule and, when the
+    diffusion runs in a latent space, the autoencoder that maps latents to images."""
 
     kind = "diffusion"
 
-    def __init__(self, unet: UNetConfig, schedule: ScheduleConfig, vocab: dict[str, list[str]], cond_dim: int = 256):
+    def __init__(self, unet: UNetConfig, schedule: ScheduleConfig, vocab: dict[str, list[str]], cond_dim: int = 256,
+                 autoencoder: AutoencoderConfig | None = None):
         super().__init__()
         if unet.cond_dim != cond_dim:
             unet = dataclasses.replace(unet, cond_dim=cond_dim)
@@ -54,16 +57,51 @@ class DiffusionModel(nn.Module):
         self.schedule = schedule
         self.embedder = AttributeEmbedder(EmbedderConfig(self.attributes, [len(v) for v in self.vocab.values()], cond_dim))
         self.unet = UNet(unet)
+        self.autoencoder = None
+        if autoencoder is not None:
+            if autoencoder.latent_channels != unet.in_channels:
+                raise ValueError(f"the U-Net takes {unet.in_channels} channels but the autoencoder's latent has "
+                                 f"{autoencoder.latent_channels}")
+            self.autoencoder = Autoencoder(autoencoder).requires_grad_(False)
+            # per-channel statistics of the training latents: the U-Net sees (z - shift) / scale
+            self.register_buffer("latent_shift", torch.zeros(1, unet.in_channels, 1, 1))
+            self.register_buffer("latent_scale", torch.ones(1, unet.in_channels, 1, 1))
         self.register_buffer("alphas_cumprod", schedule.alphas_cumprod().float(), persistent=False)
 
     @property
     def resolution(self) -> int:
-        return self.unet.config.resolution
+        """Side of the generated images in pixels."""
+        factor = self.autoencoder.config.factor if self.autoencoder is not None else 1
+        return self.unet.config.resolution * factor
 
     def config_dict(self) -> dict[str, Any]:
+        ae = dataclasses.asdict(self.autoencoder.config) if self.autoencoder is not None else None
         return {"kind": self.kind, "unet": dataclasses.asdict(self.unet.config),
-                "schedule": dataclasses.asdict(self.schedule), "vocab": self.vocab,
+                "schedule": dataclasses.asdict(self.schedule), "autoencoder": ae, "vocab": self.vocab,
                 "cond_dim": self.embedder.config.dim}
+
+    # --- latent space -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def to_latent(self, images: torch.Tensor, bf16: bool = True, batch: int = 256) -> torch.Tensor:
+        """Images in [-1, 1] -> what the U-Net diffuses (normalised latents, or the images themselves)."""
+        if self.autoencoder is None:
+            return images
+        out = []
+        for chunk in images.split(batch):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and chunk.device.type == "cpu"):
+                out.append(self.autoencoder.encode(chunk).float())
+        return (torch.cat(out) - self.latent_shift) / self.latent_scale
+
+    @torch.no_grad()
+    def from_latent(self, z: torch.Tensor, bf16: bool = True, batch: int = 64) -> torch.Tensor:
+        """The inverse of to_latent, clamped to [-1, 1]."""
+        if self.autoencoder is None:
+            return z.clamp(-1, 1)
+        out = []
+        for chunk in (z * self.latent_scale + self.latent_shift).split(batch):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and chunk.device.type == "cpu"):
+                out.append(self.autoencoder.decode(chunk).float().clamp(-1, 1))
+        return torch.cat(out)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config") -> "DiffusionModel":
@@ -73,7 +111,9 @@ class DiffusionModel(nn.Module):
             vocab = config["vocab"]
             unet = _build(UNetConfig, config["unet"], source, "unet")
             schedule = _build(ScheduleConfig, config["schedule"], source, "schedule")
-            return cls(unet, schedule, vocab, int(config.get("cond_dim", 256)))
+            ae = config.get("autoencoder")
+            ae = _build(AutoencoderConfig, ae, source, "autoencoder") if ae else None
+            return cls(unet, schedule, vocab, int(config.get("cond_dim", 256)), ae)
         except KeyError as e:
             raise CheckpointError(f"{source}: config.json lacks {e}") from None
 
@@ -81,7 +121,7 @@ class DiffusionModel(nn.Module):
     def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "DiffusionModel":
         config, tensors = load_checkpoint(Path(folder))
         model = cls.from_config(config, str(folder))
-        load_module(model, _weights(tensors, ema), str(folder))
+        load_module(model, _weights(tensors, ema, str(folder)), str(folder))
         model.checkpoint_config = config
         return model.eval()
 
@@ -128,7 +168,7 @@ class DiffusionModel(nn.Module):
                     c, u = both.chunk(2)
                     out = u + guidance * (c - u)
             x0 = to_x0(x, out, abar, pred)
-            return x0.clamp(-1, 1) if clip else x0
+            return x0.clamp(-1, 1) if clip and self.autoencoder is None else x0
 
         return denoise
 
@@ -136,17 +176,28 @@ class DiffusionModel(nn.Module):
     def generate(self, cond: torch.Tensor, seeds: Sequence[int], steps: int = 20, sampler: str = "dpmpp",
                  guidance: float = 2.0, callback: Callable[[dict], None] | None = None, bf16: bool = True,
                  eta: float | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample images in [-1, 1], (B, 3, R, R); image i depends only on seeds[i] and cond[i]."""
+        """Sample images in [-1, 1], (B, 3, R, R); image i depends only on seeds[i] and cond[i].
+
+        `noise` (B, C, r, r) replaces the seeded initial noise (the U-Net's input shape: see `noise_shape`);
+        the callback's "x" and "x0" are in that space too (`from_latent` turns them into images).
+        """
         if cond.shape[0] != len(seeds):
             raise ValueError(f"{cond.shape[0]} conditions but {len(seeds)} seeds")
-        r = self.resolution
+        shape = self.noise_shape
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        x = per_sample_noise((3, r, r), gens) if noise is None else noise.clone()
+        x = per_sample_noise(shape, gens) if noise is None else noise.clone()
         fn = get_sampler(sampler)
         kwargs = {"eta": eta} if (eta is not None and sampler == "ddim") else {}
         ts = spaced_timesteps(steps, self.schedule.timesteps)
-        return fn(self.denoiser(cond, guidance, bf16), x, ts, self.alphas_cumprod,
-                  noise=lambda: per_sample_noise((3, r, r), gens), callback=callback, **kwargs).clamp(-1, 1)
+        z = fn(self.denoiser(cond, guidance, bf16), x, ts, self.alphas_cumprod,
+               noise=lambda: per_sample_noise(shape, gens), callback=callback, **kwargs)
+        return self.from_latent(z, bf16)
+
+    @property
+    def noise_shape(self) -> tuple[int, int, int]:
+        """Shape of one sample in the space the U-Net diffuses."""
+        c = self.unet.config
+        return (c.in_channels, c.resolution, c.resolution)
 
 
 class UpscaleModel(nn.Module):
@@ -173,7 +224,7 @@ class UpscaleModel(nn.Module):
     def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "UpscaleModel":
         config, tensors = load_checkpoint(Path(folder))
         model = cls.from_config(config, str(folder))
-        load_module(model, _weights(tensors, ema), str(folder))
+        load_module(model, _weights(tensors, ema, str(folder)), str(folder))
         model.checkpoint_config = config
         return model.eval()
 
@@ -190,10 +241,42 @@ class UpscaleModel(nn.Module):
         return self.net(x)
 
 
-def load_model(folder: str | Path, ema: bool = True) -> DiffusionModel | UpscaleModel:
+class AutoencoderModel(nn.Module):
+    """The image autoencoder as a loadable unit (trained on its own, then built into diffusion checkpoints)."""
+
+    kind = "autoencoder"
+
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.net = Autoencoder(config)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "autoencoder": dataclasses.asdict(self.net.config)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], source: str = "config") -> "AutoencoderModel":
+        if config.get("kind") != cls.kind:
+            raise CheckpointError(f"{source}: not an autoencoder checkpoint (kind={config.get('kind')!r})")
+        if "autoencoder" not in config:
+            raise CheckpointError(f"{source}: config.json lacks 'autoencoder'")
+        return cls(_build(AutoencoderConfig, config["autoencoder"], source, "autoencoder"))
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "AutoencoderModel":
+        config, tensors = load_checkpoint(Path(folder))
+        model = cls.from_config(config, str(folder))
+        load_module(model, _weights(tensors, ema, str(folder)), str(folder))
+        model.checkpoint_config = config
+        return model.eval()
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x, noise)
+
+
+def load_model(folder: str | Path, ema: bool = True) -> DiffusionModel | UpscaleModel | AutoencoderModel:
     """Load any lwgen checkpoint folder, choosing the class from config.json's `kind`."""
     config = read_config(Path(folder))
-    kinds = {DiffusionModel.kind: DiffusionModel, UpscaleModel.kind: UpscaleModel}
+    kinds = {m.kind: m for m in (DiffusionModel, UpscaleModel, AutoencoderModel)}
     if config.get("kind") not in kinds:
         raise CheckpointError(f"{folder}: unknown checkpoint kind {config.get('kind')!r}")
     return kinds[config["kind"]].from_checkpoint(folder, ema)

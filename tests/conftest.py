@@ -8,9 +8,9 @@ import torch
 
 from lwgen.data import ImageTable, make_shapes
 from lwgen.diffusion import ScheduleConfig
-from lwgen.models import UNetConfig, UpscalerConfig
-from lwgen.pipeline import DiffusionModel, UpscaleModel
-from lwgen.training import DiffusionTask, TrainConfig, Trainer, UpscalerTask
+from lwgen.models import AutoencoderConfig, UNetConfig, UpscalerConfig
+from lwgen.pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
+from lwgen.training import AutoencoderTask, DiffusionTask, TrainConfig, Trainer, UpscalerTask
 
 torch.set_num_threads(1)
 
@@ -55,3 +55,25 @@ def tiny_checkpoints(tmp_path_factory, shapes_dir) -> dict[str, Path]:
         "linear": train_tiny_diffusion(shapes_dir, root / "tiny-linear", "linear"),
         "upscaler": train_tiny_upscaler(shapes_dir, root / "upscaler-x4"),
     }
+
+
+TINY_AE = AutoencoderConfig(channels=(8, 16), latent_channels=4, groups=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_latent_checkpoint(tmp_path_factory, shapes_dir) -> Path:
+    """A tiny diffusion model that diffuses in the latent of a tiny autoencoder (both trained a few steps)."""
+    root = tmp_path_factory.mktemp("latent")
+    table = ImageTable.load(shapes_dir, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
+    ae = AutoencoderModel(TINY_AE)
+    config = TrainConfig(batch=8, steps=3, warmup=1, log_every=1, min_snr_gamma=0)
+    Trainer(AutoencoderTask(ae, table.images, config, size=32), config, root / "ae", torch.ones(len(table)),
+            progress=False).run()
+    unet = UNetConfig(resolution=16, in_channels=4, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
+                      groups=8, emb_dim=32, head_dim=16)
+    model = DiffusionModel(unet, ScheduleConfig("cosine"), table.vocab, cond_dim=32, autoencoder=TINY_AE)
+    model.autoencoder.load_state_dict(AutoencoderModel.from_checkpoint(root / "ae").net.state_dict())
+    config = TrainConfig(batch=8, steps=3, warmup=1, log_every=1)
+    Trainer(DiffusionTask(model, table.images, table.labels, config), config, root / "diffusion",
+            torch.ones(len(table)), progress=False).run()
+    return root / "diffusion"

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lwgen.models import (NULL, AttributeEmbedder, EmbedderConfig, UNet, UNetConfig, Upscaler, UpscalerConfig,
+from lwgen.models import (NULL, AttributeEmbedder, Autoencoder, AutoencoderConfig, EmbedderConfig, reconstruction_loss, UNet, UNetConfig, Upscaler, UpscalerConfig,
                           count_parameters, forward_gmacs)
 from lwgen.pipeline import ConditionError, DiffusionModel
 from lwgen.diffusion import ScheduleConfig
@@ -83,3 +83,24 @@ def test_generation_is_deterministic_and_batch_independent():
         assert torch.equal(a, c)
         assert torch.allclose(a[1:2], b, atol=1e-5)
     assert a.shape == (3, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+
+
+def test_autoencoder_shapes_and_factor():
+    ae = Autoencoder(AutoencoderConfig(channels=(8, 16, 16), latent_channels=4, groups=4))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    z = ae.encode(x)
+    assert ae.config.factor == 4 and z.shape == (2, 4, 8, 8)
+    assert ae.decode(z).shape == x.shape
+    assert reconstruction_loss(x, x).item() == 0
+
+
+def test_latent_generator_makes_images(tiny_latent_checkpoint):
+    m = DiffusionModel.from_checkpoint(tiny_latent_checkpoint)
+    assert m.noise_shape == (4, 16, 16) and m.resolution == 32
+    assert not torch.equal(m.latent_scale, torch.ones_like(m.latent_scale)), "latent statistics are stored"
+    cond = m.condition(m.encode({"shape": "square"}).expand(2, -1))
+    img = m.generate(cond, seeds=[0, 1], steps=3, bf16=False)
+    assert img.shape == (2, 3, 32, 32) and img.abs().max() <= 1
+    assert torch.allclose(img[1:], m.generate(cond[1:], seeds=[1], steps=3, bf16=False), atol=1e-4)
+    z = m.to_latent(img, bf16=False)
+    assert z.shape == (2, *m.noise_shape)

@@ -1,6 +1,6 @@
 """Training: one trainer, a task per kind of model, and the run configuration."""
 from .config import TrainConfig
-from .tasks import DiffusionTask, UpscalerTask
+from .tasks import AutoencoderTask, DiffusionTask, UpscalerTask
 from .trainer import Trainer, TrainingError, ema_decay, lr_factor
 
-__all__ = ["TrainConfig", "DiffusionTask", "UpscalerTask", "Trainer", "TrainingError", "ema_decay", "lr_factor"]
+__all__ = ["TrainConfig", "AutoencoderTask", "DiffusionTask", "UpscalerTask", "Trainer", "TrainingError", "ema_decay", "lr_factor"]

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import time
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -13,22 +12,31 @@ from ..checkpoint import read_config
 from ..config_args import add_dataclass_args, dataclass_from_args
 from ..data import ImageTable, class_balanced_weights
 from ..diffusion import ScheduleConfig
-from ..models import NULL, UNetConfig, UpscalerConfig, count_parameters
-from ..pipeline import DiffusionModel, UpscaleModel
+from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
+from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
 from .config import TrainConfig
-from .tasks import DiffusionTask, UpscalerTask
+from .tasks import AutoencoderTask, DiffusionTask, UpscalerTask
 from .trainer import Trainer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `train diffusion` and `train upscaler`."""
-    p = subparsers.add_parser("train", help="train a diffusion model or an up-scaler")
-    sub = p.add_subparsers(dest="train_command", required=True, metavar="{diffusion,upscaler}")
+    """Register `train autoencoder`, `train diffusion` and `train upscaler`."""
+    p = subparsers.add_parser("train", help="train an autoencoder, a diffusion model or an up-scaler")
+    sub = p.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,diffusion,upscaler}")
+    a = sub.add_parser("autoencoder", help="train the image autoencoder whose latent the diffusion model uses",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _data_args(a, attributes=False)
+    a.add_argument("--size", type=int, default=64, help="image side the autoencoder is trained at")
+    add_dataclass_args(a, AutoencoderConfig, prefix="ae_", help_prefix="autoencoder architecture")
+    add_dataclass_args(a, TrainConfig, help_prefix="training")
+    a.set_defaults(func=run_autoencoder, min_snr_gamma=0.0, batch=32)
     d = sub.add_parser("diffusion", help="train the class-conditional diffusion generator",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _data_args(d, attributes=True)
     d.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
     d.add_argument("--prediction", choices=("v", "eps"), default="v")
+    d.add_argument("--autoencoder", type=Path, default=None,
+                   help="autoencoder checkpoint: diffuse in its latent (its weights are copied into --out)")
     add_dataclass_args(d, UNetConfig, prefix="unet_", skip=("cond_dim",), help_prefix="U-Net architecture")
     add_dataclass_args(d, TrainConfig, help_prefix="training")
     d.set_defaults(func=run_diffusion)
@@ -86,14 +94,21 @@ def run_diffusion(args: argparse.Namespace) -> int:
         model = DiffusionModel.from_config(prev, str(args.out))
     else:
         unet = dataclass_from_args(UNetConfig, args, prefix="unet_")
-        model = DiffusionModel(unet, ScheduleConfig(args.schedule, prediction=args.prediction), table.vocab)
+        ae = AutoencoderModel.from_checkpoint(args.autoencoder) if args.autoencoder else None
+        if ae is not None:
+            unet = dataclasses.replace(unet, in_channels=ae.net.config.latent_channels)
+        model = DiffusionModel(unet, ScheduleConfig(args.schedule, prediction=args.prediction), table.vocab,
+                               autoencoder=ae.net.config if ae else None)
+        if ae is not None:
+            model.autoencoder.load_state_dict(ae.net.state_dict())
     balance = config.balance_attribute or args.attributes[0]
     if balance not in args.attributes:
         raise SystemExit(f"error: --balance-attribute {balance!r} is not one of --attributes")
     weights = class_balanced_weights(table.labels, args.attributes.index(balance), config.balance_power)
     print(f"{len(table)} images, attributes: " + ", ".join(f"{a} ({len(v)} values)" for a, v in table.vocab.items()))
-    print(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters, schedule {model.schedule.name}, "
-          f"{model.schedule.prediction}-prediction")
+    space = f"{model.noise_shape} latent" if model.autoencoder is not None else "pixel space"
+    print(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters in {space}, schedule "
+          f"{model.schedule.name}, {model.schedule.prediction}-prediction, {model.resolution} px images")
     task = DiffusionTask(model, table.images, table.labels, config)
     preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
 
@@ -119,6 +134,24 @@ def run_upscaler(args: argparse.Namespace) -> int:
     task = UpscalerTask(model, table.images, config, crop=args.crop)
     trainer = Trainer(task, config, args.out, torch.ones(len(table)), meta=_provenance(args, table),
                       progress=not args.no_progress)
+    _report(trainer.run(resume=args.resume), args.out)
+    return 0
+
+
+def run_autoencoder(args: argparse.Namespace) -> int:
+    """Train the image autoencoder on reconstruction."""
+    prev = _resumed_config(args.out, args.resume)
+    table = _load(args, [])
+    config = dataclass_from_args(TrainConfig, args)
+    torch.manual_seed(config.seed)
+    model = AutoencoderModel.from_config(prev, str(args.out)) if prev else \
+        AutoencoderModel(dataclass_from_args(AutoencoderConfig, args, prefix="ae_"))
+    f, lat = model.net.config.factor, model.net.config.latent_channels
+    print(f"{len(table)} images; autoencoder {args.size} px -> {lat} x {args.size // f} x {args.size // f}: "
+          f"{count_parameters(model) / 1e6:.2f} M parameters")
+    task = AutoencoderTask(model, table.images, config, size=args.size)
+    trainer = Trainer(task, config, args.out, torch.ones(len(table)),
+                      meta={**_provenance(args, table), "size": args.size}, progress=not args.no_progress)
     _report(trainer.run(resume=args.resume), args.out)
     return 0
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..data import downsample
 from ..diffusion import add_noise, loss_weight, target
-from ..models import NULL
-from ..pipeline import DiffusionModel, UpscaleModel
+from ..models import NULL, reconstruction_loss
+from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
 from .config import TrainConfig
 
 
@@ -26,12 +25,19 @@ class DiffusionTask:
             raise ValueError(f"images of {images.shape[-1]} px cannot be area-downsampled to {r} px")
         self.model, self.config = model, config
         factor = images.shape[-1] // r
-        self.images = downsample(images, factor) if factor > 1 else images  # uint8 (N, 3, r, r)
+        images = downsample(images, factor) if factor > 1 else images  # uint8 (N, 3, r, r)
+        if model.autoencoder is not None:
+            z = model.to_latent(to_float(images), bf16=config.bf16)  # un-normalised: shift 0, scale 1 so far
+            model.latent_shift.copy_(z.mean(dim=(0, 2, 3), keepdim=True))
+            model.latent_scale.copy_(z.std(dim=(0, 2, 3), keepdim=True))
+            self.x0 = (z - model.latent_shift) / model.latent_scale  # (N, L, r/f, r/f), unit variance
+        else:
+            self.x0 = to_float(images)
         self.labels = labels
 
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c, model = self.config, self.model
-        x0 = to_float(self.images[idx])
+        x0 = self.x0[idx]
         labels = self.labels[idx].clone()
         b = x0.shape[0]
         drop_attr = torch.rand(labels.shape, generator=g) < c.attr_drop
@@ -69,5 +75,19 @@ class UpscalerTask:
         return F.l1_loss(out.float(), to_float(hr))
 
 
-def trainable(task: DiffusionTask | UpscalerTask) -> nn.Module:
-    return task.model
+class AutoencoderTask:
+    """Reconstruction (L1 + edge L1) through a latent perturbed with Gaussian noise."""
+
+    def __init__(self, model: AutoencoderModel, images: torch.Tensor, config: TrainConfig, size: int = 64):
+        self.model, self.config = model, config
+        factor = images.shape[-1] // size
+        self.images = downsample(images, factor) if factor > 1 else images  # uint8 (N, 3, size, size)
+
+    def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        x = to_float(self.images[idx])
+        f = self.model.net.config.factor
+        noise = torch.randn(x.shape[0], self.model.net.config.latent_channels, x.shape[2] // f, x.shape[3] // f,
+                            generator=g)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+            out = self.model(x, noise)
+        return reconstruction_loss(out.float(), x)

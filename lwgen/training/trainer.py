@@ -55,7 +55,8 @@ class Trainer:
         self.meta = meta or {}
         self.preview = preview
         self.progress = progress
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.step, self.elapsed, self.history = 0, 0.0, []
 
     # --- state ------------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
                 self.opt.step()
                 self.step += 1
                 self._update_ema()
