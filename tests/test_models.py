@@ -11,13 +11,13 @@ from lwgen.diffusion import ScheduleConfig
 
 @pytest.mark.parametrize("cfg", [
     UNetConfig(resolution=16, base_channels=16, channel_mult=(1, 2), attention_levels=(1,), emb_dim=32, groups=8),
-    UNetConfig(resolution=32, unshuffle=2, base_channels=16, channel_mult=(1, 2, 2), attention_levels=(2,),
+    UNetConfig(resolution=32, in_channels=3, unshuffle=2, base_channels=16, channel_mult=(1, 2, 2), attention_levels=(2,),
                emb_dim=32, groups=8, cond_dim=8),
-    UNetConfig(resolution=64, unshuffle=4, base_channels=16, channel_mult=(1, 2), attention_levels=(), emb_dim=32),
+    UNetConfig(resolution=64, in_channels=3, unshuffle=4, base_channels=16, channel_mult=(1, 2), attention_levels=(), emb_dim=32),
 ])
 def test_unet_keeps_the_input_shape(cfg):
     net = UNet(cfg)
-    x = torch.randn(2, 3, cfg.resolution, cfg.resolution)
+    x = torch.randn(2, cfg.in_channels, cfg.resolution, cfg.resolution)
     out = net(x, torch.tensor([0.0, 999.0]), torch.randn(2, cfg.cond_dim))
     assert out.shape == x.shape
     assert torch.all(out == 0), "the output layer is zero-initialised"
@@ -32,7 +32,7 @@ def test_default_unet_is_light():
     net = UNet(UNetConfig())
     r = net.config.resolution
     assert count_parameters(net) <= 5_000_000
-    gmac = forward_gmacs(net, torch.zeros(1, 3, r, r), torch.zeros(1), torch.zeros(1, net.config.cond_dim))
+    gmac = forward_gmacs(net, torch.zeros(1, net.config.in_channels, r, r), torch.zeros(1), torch.zeros(1, net.config.cond_dim))
     assert gmac < 8.28 / 10, "an order of magnitude below the 93 M-parameter original (8.28 GMAC)"
 
 
@@ -55,7 +55,7 @@ def test_embedder_null_and_sum():
 
 
 def _model():
-    return DiffusionModel(UNetConfig(resolution=16, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
+    return DiffusionModel(UNetConfig(resolution=16, in_channels=3, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
                                      emb_dim=32, groups=8), ScheduleConfig("linear"),
                           {"shape": ["circle", "square"], "color": ["red", "blue"]}, cond_dim=16)
 

@@ -11,14 +11,18 @@ from torch import nn
 
 @dataclass
 class UNetConfig:
-    """Architecture of the denoiser. Resolution is the image side the network sees before any unshuffle."""
+    """Architecture of the denoiser; the defaults diffuse the 16 x 16 x 4 latent of the autoencoder.
 
-    resolution: int = 32
-    in_channels: int = 3
+    `resolution` and `in_channels` are the side and channels of what the network sees (a latent, or pixels);
+    `unshuffle` > 1 folds pixels into channels at the input (pixel space only).
+    """
+
+    resolution: int = 16
+    in_channels: int = 4
     base_channels: int = 64
-    channel_mult: tuple[int, ...] = (1, 2, 4)
+    channel_mult: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
-    attention_levels: tuple[int, ...] = (2,)
+    attention_levels: tuple[int, ...] = (1, 2)
     unshuffle: int = 1
     cond_dim: int = 256
     emb_dim: int = 256

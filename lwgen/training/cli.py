@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -37,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     d.add_argument("--prediction", choices=("v", "eps"), default="v")
     d.add_argument("--autoencoder", type=Path, default=None,
                    help="autoencoder checkpoint: diffuse in its latent (its weights are copied into --out)")
-    add_dataclass_args(d, UNetConfig, prefix="unet_", skip=("cond_dim",), help_prefix="U-Net architecture")
+    add_dataclass_args(d, UNetConfig, prefix="unet_", skip=("cond_dim", "in_channels"),
+                       help_prefix="U-Net architecture (resolution: of the latent, or of the pixels)")
     add_dataclass_args(d, TrainConfig, help_prefix="training")
     d.set_defaults(func=run_diffusion)
     u = sub.add_parser("upscaler", help="train the x4 up-scaler on area-downsampled images",
@@ -93,10 +93,9 @@ def run_diffusion(args: argparse.Namespace) -> int:
     if prev:
         model = DiffusionModel.from_config(prev, str(args.out))
     else:
-        unet = dataclass_from_args(UNetConfig, args, prefix="unet_")
         ae = AutoencoderModel.from_checkpoint(args.autoencoder) if args.autoencoder else None
-        if ae is not None:
-            unet = dataclasses.replace(unet, in_channels=ae.net.config.latent_channels)
+        channels = ae.net.config.latent_channels if ae is not None else 3
+        unet = dataclass_from_args(UNetConfig, args, prefix="unet_", in_channels=channels)
         model = DiffusionModel(unet, ScheduleConfig(args.schedule, prediction=args.prediction), table.vocab,
                                autoencoder=ae.net.config if ae else None)
         if ae is not None:

@@ -1,0 +1,167 @@
+"""`lwgen eval --checkpoint DIR` scores a checkpoint; `lwgen eval train-classifier` trains the domain classifier."""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import CheckpointError, read_config, write_json
+from ..data import DataError, ImageTable
+
+EPILOG = """commands:
+  lwgen eval --checkpoint DIR [options]      score a diffusion or up-scaler checkpoint (kind read from config.json)
+  lwgen eval train-classifier --data DIR     train the domain classifier that FID/KID/accuracy use
+
+A diffusion checkpoint gets fid, kid, kid_std, <attribute>_top1/_top5, precision, recall, images_per_s;
+an up-scaler gets psnr, ssim, psnr_bicubic, ssim_bicubic, gain_db, images_per_s."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `eval` (with the optional sub-command `train-classifier`)."""
+    p = subparsers.add_parser("eval", help="score a checkpoint (FID, KID, accuracy, precision/recall; PSNR/SSIM)",
+                              description=__doc__, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, help="diffusion or up-scaler checkpoint folder to score")
+    p.add_argument("--classifier", type=Path, default=Path("checkpoints/classifier"),
+                   help="domain classifier checkpoint (default: checkpoints/classifier)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="image folder with the annotation CSV (default: the folder the classifier was trained on)")
+    p.add_argument("--csv", default="annotations.csv", help="annotation CSV, relative to --data or absolute")
+    p.add_argument("--split", default="val", help="rows of this split are the real reference (default: val)")
+    p.add_argument("--load-size", type=int, default=256, help="real images are loaded at this size (default: 256)")
+    p.add_argument("--n", type=int, default=2000, help="images to generate / up-scale (default: 2000)")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
+    p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
+    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default: 2)")
+    p.add_argument("--batch", type=int, default=64, help="images per generation batch (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed + i; also picks the conditions")
+    p.add_argument("--out", type=Path, default=Path("eval.json"), help="JSON file to write (default: eval.json)")
+    p.add_argument("--fp32", action="store_true", help="run the model in float32 instead of bfloat16 autocast")
+    p.add_argument("--no-cache", action="store_true", help="do not cache real-image features in the data folder")
+    _common(p)
+    p.set_defaults(func=run_eval)
+    sub = p.add_subparsers(dest="eval_command", metavar="{train-classifier}")
+    _train_parser(sub)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from .classifier import ClassifierConfig
+    from .train import DEFAULT_ATTRIBUTES
+
+    arch = ClassifierConfig()
+    t = sub.add_parser("train-classifier", help="train the domain classifier on the train split, score it on val",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--data", required=True, type=Path,
+                   help="image folder with the annotation CSV (needs a split column)")
+    t.add_argument("--out", type=Path, default=Path("checkpoints/classifier"), help="checkpoint folder to write")
+    t.add_argument("--csv", default="annotations.csv", help="annotation CSV, relative to --data or absolute")
+    t.add_argument("--attributes", nargs="+", default=list(DEFAULT_ATTRIBUTES), help="CSV columns, one head each")
+    t.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
+    t.add_argument("--steps", type=int, default=0, help="step budget instead of (or as well as) --minutes")
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--weight-decay", type=float, default=0.05)
+    t.add_argument("--image-size", type=int, default=arch.image_size, help="classifier input side")
+    t.add_argument("--widths", type=int, nargs="+", default=list(arch.widths), help="channels per stage")
+    t.add_argument("--blocks", type=int, nargs="+", default=list(arch.blocks), help="residual blocks per stage")
+    t.add_argument("--load-size", type=int, default=256, help="images are loaded at this size, then area-downsampled")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
+    _common(t)
+    t.set_defaults(func=run_train_classifier)
+
+
+def run_train_classifier(args: argparse.Namespace) -> int:
+    """Train, score on val and save the classifier checkpoint."""
+    from .classifier import ClassifierConfig
+    from .train import train_classifier
+
+    if args.steps <= 0 and args.minutes <= 0:
+        raise ValueError("give a budget: --minutes M or --steps N")
+    arch = ClassifierConfig(image_size=args.image_size, widths=tuple(args.widths), blocks=tuple(args.blocks))
+    config = train_classifier(args.data, args.out, attributes=args.attributes, minutes=args.minutes,
+                              steps=args.steps, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
+                              architecture=arch, load_size=args.load_size, csv=args.csv, bf16=not args.fp32,
+                              seed=args.seed, threads=args.threads, progress=not args.no_progress)
+    p = config["progress"]
+    print(f"saved {args.out}: {config['parameters'] / 1e6:.2f} M parameters, {p['step']} steps, "
+          f"{p['wall_time_s'] / 60:.1f} min")
+    for split, acc in config["accuracy"].items():
+        print(f"  {split}: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    return 0
+
+
+def _data_folder(args: argparse.Namespace, classifier_config: dict[str, Any] | None) -> Path:
+    if args.data is not None:
+        return args.data
+    folder = (classifier_config or {}).get("data", {}).get("folder")
+    if folder and Path(folder).is_dir():
+        return Path(folder)
+    raise DataError("give --data (the image folder with the annotation CSV); the classifier does not name one")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Two aligned columns, metric and value, for the printed summary."""
+    rows = []
+    for k, v in result.items():
+        if isinstance(v, float):
+            text = "inf" if math.isinf(v) else f"{v:.4g}" if abs(v) < 1e4 else f"{v:.1f}"
+        elif isinstance(v, dict):
+            text = ", ".join(f"{a}: {c}" for a, c in v.items())
+        else:
+            text = "-" if v is None else str(v)
+        rows.append((k, text))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Score one checkpoint; print a table and write the metrics as JSON."""
+    from ..pipeline import load_model
+    from .classifier import Classifier
+    from .evaluate import evaluate_generator, evaluate_upscaler
+
+    if args.checkpoint is None:
+        raise ValueError("lwgen eval needs --checkpoint DIR (or the sub-command train-classifier; see lwgen eval -h)")
+    if args.n < 1 or args.batch < 1:
+        raise ValueError("--n and --batch must be positive")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    kind = read_config(args.checkpoint).get("kind")
+    model = load_model(args.checkpoint)
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    if kind == "diffusion":
+        classifier = Classifier.from_checkpoint(args.classifier)
+        table = ImageTable.load(_data_folder(args, classifier.checkpoint_config), [], size=args.load_size,
+                                csv=args.csv, split=args.split, progress=progress)
+        result = evaluate_generator(model, classifier, table, n=args.n, steps=args.steps, sampler=args.sampler,
+                                    guidance=args.guidance, batch=args.batch, seed=args.seed, progress=progress,
+                                    bf16=not args.fp32, cache=not args.no_cache)
+        result["classifier"] = str(args.classifier)
+    elif kind == "upscaler":
+        classifier_config = read_config(args.classifier) if args.data is None and args.classifier.is_dir() else None
+        table = ImageTable.load(_data_folder(args, classifier_config), [], size=args.load_size, csv=args.csv,
+                                split=args.split, progress=progress)
+        result = evaluate_upscaler(model, table, n=args.n, batch=min(args.batch, 16), seed=args.seed,
+                                   bf16=not args.fp32, progress=progress)
+    else:
+        raise CheckpointError(f"{args.checkpoint}: cannot evaluate a checkpoint of kind {kind!r}")
+    result = {**result, "checkpoint": str(args.checkpoint), "kind": kind, "split": args.split,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    print(f"{args.checkpoint} ({kind}), {args.split} split:")
+    print(format_table(result))
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return 0
+

@@ -1,0 +1,200 @@
+"""Score a generator (FID, KID, class accuracy, precision/recall) or an up-scaler (PSNR/SSIM vs bicubic)."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..checkpoint import CheckpointError, read_tensors, write_tensors
+from ..data import DataError, ImageTable, downsample
+from ..data.annotations import cell_value
+from ..data.cache import CACHE_DIR
+from ..pipeline import DiffusionModel, UpscaleModel
+from .classifier import Classifier
+from .metrics import fid, kid, precision_recall, psnr, quantize, ssim, topk_accuracy
+
+
+def condition_rows(n_rows: int, n: int, seed: int = 0) -> torch.Tensor:
+    """n row indices that repeat shuffled passes over all rows, so the class mix follows the table."""
+    if n_rows < 1 or n < 1:
+        raise ValueError(f"need at least one row and one sample, got {n_rows} rows and n={n}")
+    g = torch.Generator().manual_seed(seed)
+    passes = [torch.randperm(n_rows, generator=g) for _ in range(-(-n // n_rows))]
+    return torch.cat(passes)[:n]
+
+
+def row_values(table: ImageTable, rows: torch.Tensor, attributes: list[str]) -> list[dict[str, str]]:
+    """{attribute: value} per selected row, for the attributes that are CSV columns of the table."""
+    columns = [a for a in attributes if a in table.extra.columns]
+    frame = table.extra.iloc[rows.tolist()]
+    return [{a: cell_value(str(r[a])) for a in columns} for _, r in frame.iterrows()]
+
+
+def generator_labels(model: DiffusionModel, values: list[dict[str, str]]) -> tuple[torch.Tensor, dict[str, int]]:
+    """Labels (n, A) via model.encode; values the model does not know stay free (counted per attribute)."""
+    dropped = {a: 0 for a in model.attributes}
+    labels = []
+    for row in values:
+        known = {}
+        for a in model.attributes:
+            if a in row and row[a] in model.vocab[a]:
+                known[a] = row[a]
+            else:
+                dropped[a] += 1
+        labels.append(model.encode(known))
+    return torch.stack(labels), {a: c for a, c in dropped.items() if c}
+
+
+def classifier_targets(classifier: Classifier, values: list[dict[str, str]], conditioned: set[str]) -> torch.Tensor:
+    """Classifier label (n, A) of each row; -1 where the generator was not conditioned on that value."""
+    out = torch.full((len(values), len(classifier.attributes)), -1, dtype=torch.long)
+    for i, row in enumerate(values):
+        for j, a in enumerate(classifier.attributes):
+            if a in conditioned and row.get(a) in classifier.vocab[a]:
+                out[i, j] = classifier.vocab[a].index(row[a])
+    return out
+
+
+def at_resolution(images: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images brought to side x side px by area downsampling (an integer factor), as the trainers do."""
+    have = images.shape[-1]
+    if have == side:
+        return images
+    if have < side or have % side:
+        raise DataError(f"real images are {have} px and cannot be area-downsampled to {side} px "
+                        f"(load them at a multiple of {side}, e.g. 256)")
+    return downsample(images, have // side)
+
+
+def fingerprint(*tensors: torch.Tensor) -> str:
+    """Short SHA-1 of tensor contents (used as a cache key)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(str((tuple(t.shape), t.dtype)).encode())
+        h.update(t.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def real_embeddings(classifier: Classifier, images: torch.Tensor,
+                    cache_dir: Path | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Classifier features and logits of real uint8 images, cached as safetensors under cache_dir when given."""
+    path = None
+    if cache_dir is not None:
+        state = [v.float() for v in classifier.state_dict().values() if v.is_floating_point()]
+        path = Path(cache_dir) / f"eval-real-{fingerprint(images, *state)}.safetensors"
+        if path.is_file():
+            try:
+                tensors, _ = read_tensors(path)
+                return tensors["features"], {a: tensors[f"logits.{a}"] for a in classifier.attributes}
+            except (CheckpointError, KeyError):
+                pass  # unreadable or stale: recompute and overwrite
+    feats, logits = classifier.embed(images)
+    if path is not None:
+        try:
+            write_tensors(path, {"features": feats, **{f"logits.{a}": v for a, v in logits.items()}})
+        except OSError:
+            pass  # a read-only data folder only costs the cache
+    return feats, logits
+
+
+def _accuracies(classifier: Classifier, logits: dict[str, torch.Tensor], targets: torch.Tensor,
+                prefix: str = "") -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for j, a in enumerate(classifier.attributes):
+        ks = (1, 5) if len(classifier.vocab[a]) > 5 else (1,)
+        for k in ks:
+            value = topk_accuracy(logits[a], targets[:, j], k)
+            out[f"{prefix}{a}_top{k}"] = None if value != value else round(value, 4)  # nan -> None (not conditioned)
+    return out
+
+
+@torch.no_grad()
+def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table: ImageTable, n: int = 2000,
+                       steps: int = 20, sampler: str = "dpmpp", guidance: float = 2.0, batch: int = 64, seed: int = 0,
+                       progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3) -> dict[str, Any]:
+    """Generate n images for conditions drawn from the real (val) rows and compare them with those rows' images."""
+    classifier.eval()
+    r = model.resolution
+    real = at_resolution(real_table.images, r)
+    real_feats, real_logits = real_embeddings(classifier, real, real_table.root / CACHE_DIR if cache else None)
+    every = list(dict.fromkeys([*model.attributes, *classifier.attributes]))
+    real_targets = classifier_targets(classifier, row_values(real_table, torch.arange(len(real_table)), every),
+                                      set(classifier.attributes))
+    rows = condition_rows(len(real_table), n, seed)
+    values = row_values(real_table, rows, every)
+    labels, dropped = generator_labels(model, values)
+    targets = classifier_targets(classifier, values, set(model.attributes))
+    for j, a in enumerate(classifier.attributes):
+        if a in model.attributes:  # rows whose value the generator did not know were generated unconditioned
+            targets[labels[:, model.attributes.index(a)] < 0, j] = -1
+    feats, logits, seconds = [], {a: [] for a in classifier.attributes}, 0.0
+    with tqdm(total=n, desc=f"generate {r}px", unit="img", disable=not progress) as bar:
+        for start in range(0, n, batch):
+            lab = labels[start:start + batch]
+            t0 = time.perf_counter()
+            images = model.generate(model.condition(lab), seeds=[seed + i for i in range(start, start + len(lab))],
+                                    steps=steps, sampler=sampler, guidance=guidance, bf16=bf16)
+            seconds += time.perf_counter() - t0
+            f, lg = classifier.embed(quantize(images))
+            feats.append(f)
+            for a in classifier.attributes:
+                logits[a].append(lg[a])
+            bar.update(len(lab))
+    fake_feats = torch.cat(feats)
+    fake_logits = {a: torch.cat(v) for a, v in logits.items()}
+    kid_mean, kid_std = kid(real_feats, fake_feats, seed=seed)
+    m = min(len(real_feats), len(fake_feats))
+    g = torch.Generator().manual_seed(seed)
+    prec, rec = precision_recall(real_feats[torch.randperm(len(real_feats), generator=g)[:m]],
+                                 fake_feats[torch.randperm(len(fake_feats), generator=g)[:m]], k)
+    result: dict[str, Any] = {
+        "fid": round(fid(real_feats, fake_feats), 4), "kid": round(kid_mean, 6), "kid_std": round(kid_std, 6),
+        **_accuracies(classifier, fake_logits, targets),
+        "precision": round(prec, 4), "recall": round(rec, 4), "images_per_s": round(n / max(seconds, 1e-9), 3),
+        **_accuracies(classifier, real_logits, real_targets, prefix="real_"),
+        "n": n, "n_real": len(real_table), "resolution": r, "steps": steps, "sampler": sampler,
+        "guidance": guidance, "seed": seed, "pr_samples": m, "k": k,
+    }
+    if dropped:
+        result["unconditioned"] = dropped
+    return result
+
+
+@torch.no_grad()
+def evaluate_upscaler(upscaler: UpscaleModel, table: ImageTable, n: int | None = None, batch: int = 16,
+                      seed: int = 0, bf16: bool = True, progress: bool = True) -> dict[str, Any]:
+    """PSNR/SSIM (Y channel, `scale`-pixel border cropped) of up-scaled area-downsampled images vs bicubic."""
+    s = upscaler.net.config.scale
+    side = table.images.shape[-1]
+    if side % s:
+        raise DataError(f"images of {side} px cannot be area-downsampled by {s}")
+    count = len(table) if n is None else min(n, len(table))
+    pick = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    scores: dict[str, list[torch.Tensor]] = {k: [] for k in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")}
+    seconds = 0.0
+    with tqdm(total=count, desc=f"up-scale x{s}", unit="img", disable=not progress) as bar:
+        for idx in pick.split(batch):
+            hr_u8 = table.images[idx]
+            lr = downsample(hr_u8, s).float() / 127.5 - 1
+            hr = hr_u8.float() / 127.5 - 1
+            t0 = time.perf_counter()
+            sr = quantize(upscaler.upscale(lr, bf16=bf16, batch=batch))
+            seconds += time.perf_counter() - t0
+            bic = quantize(F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False))
+            scores["psnr"].append(psnr(sr, hr, crop=s))
+            scores["ssim"].append(ssim(sr, hr, crop=s))
+            scores["psnr_bicubic"].append(psnr(bic, hr, crop=s))
+            scores["ssim_bicubic"].append(ssim(bic, hr, crop=s))
+            bar.update(len(idx))
+    mean = {k: float(torch.cat(v).mean()) for k, v in scores.items()}
+    return {"psnr": round(mean["psnr"], 4), "ssim": round(mean["ssim"], 5),
+            "psnr_bicubic": round(mean["psnr_bicubic"], 4), "ssim_bicubic": round(mean["ssim_bicubic"], 5),
+            "gain_db": round(mean["psnr"] - mean["psnr_bicubic"], 4),
+            "ssim_gain": round(mean["ssim"] - mean["ssim_bicubic"], 5),
+            "images_per_s": round(count / max(seconds, 1e-9), 3), "n": count, "scale": s,
+            "resolution": side, "input_resolution": side // s}

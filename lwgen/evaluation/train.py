@@ -1,0 +1,152 @@
+"""Train the domain classifier with the shared Trainer (AdamW, warm-up + cosine LR) and score it on val."""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import DataError, ImageTable
+from ..models import count_parameters
+from ..training import TrainConfig, Trainer
+from .augment import AugmentConfig, augment
+from .classifier import Classifier, ClassifierConfig, resize_to
+from .metrics import topk_accuracy
+
+DEFAULT_ATTRIBUTES = ("group", "subgroup", "style", "skin_tone")
+RECORDED = ("batch", "lr", "weight_decay", "warmup", "min_lr_ratio", "steps", "minutes", "grad_clip", "bf16", "seed",
+            "threads")  # the TrainConfig fields that apply to the classifier
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float in [-1, 1]."""
+    return images.float() / 127.5 - 1.0
+
+
+class ClassifierTask:
+    """Label-smoothed cross-entropy summed over the attribute heads, on augmented images (bf16 autocast)."""
+
+    def __init__(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+                 augment_config: AugmentConfig | None = None, label_smoothing: float = 0.1):
+        if images.shape[-1] != model.config.image_size:
+            raise ValueError(f"images are {images.shape[-1]} px but the classifier takes {model.config.image_size} px")
+        self.model, self.images, self.labels, self.config = model, images, labels, config
+        self.augment_config = augment_config or AugmentConfig()
+        self.label_smoothing = label_smoothing
+
+    def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        x = augment(to_float(self.images[idx]), g, self.augment_config)
+        y = self.labels[idx]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+            _, logits = self.model(x)
+        losses = [F.cross_entropy(logits[a].float(), y[:, i], ignore_index=-1, label_smoothing=self.label_smoothing)
+                  for i, a in enumerate(self.model.attributes)]
+        return torch.stack(losses).sum()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 128, limit: int = 2048,
+                          seed: int = 0) -> None:
+    """Re-estimate BatchNorm running statistics with a cumulative average over clean images (Izmailov et al. 2018)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit]
+    for chunk in images[pick].split(batch):
+        model(to_float(chunk))
+    for m, mom in zip(norms, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+
+def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, side: int | None = None,
+             batch: int = 128) -> dict[str, float]:
+    """Top-1 (and top-5 when an attribute has more than 5 values) per attribute; `side` first resamples to it."""
+    x = images
+    if side is not None and side != images.shape[-1]:
+        x = torch.cat([resize_to(to_float(c), side) for c in images.split(512)])
+    _, logits = model.embed(x, batch)
+    out: dict[str, float] = {}
+    for i, a in enumerate(model.attributes):
+        out[f"{a}_top1"] = round(topk_accuracy(logits[a], labels[:, i], 1), 4)
+        if len(model.vocab[a]) > 5:
+            out[f"{a}_top5"] = round(topk_accuracy(logits[a], labels[:, i], 5), 4)
+    return out
+
+
+def _split_tables(data: Path, attributes: Sequence[str], load_size: int, size: int, csv: str, progress: bool,
+                  train_split: str, val_split: str) -> tuple[ImageTable, ImageTable]:
+    """Load every row once (one image cache), area-downsample to the classifier side and split by the split column."""
+    table = ImageTable.load(data, list(attributes), size=load_size, csv=csv, progress=progress)
+    if "split" not in table.extra.columns:
+        raise DataError(f"{data}: the annotation CSV needs a 'split' column ({train_split}/{val_split})")
+    if load_size % size:
+        raise DataError(f"--load-size {load_size} is not a multiple of the classifier side {size}")
+    split = table.extra["split"].to_numpy()
+    parts = []
+    for name in (train_split, val_split):
+        mask = torch.from_numpy(split == name)
+        if not mask.any():
+            raise DataError(f"{data}: no rows with split == {name!r}")
+        part = table.subset(mask)
+        part.images = resize_to(part.images, size) if load_size > size else part.images
+        parts.append(part)
+    return parts[0], parts[1]
+
+
+def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
+                     minutes: float = 5.0, steps: int = 0, batch: int = 64, lr: float = 2e-3,
+                     weight_decay: float = 0.05, architecture: ClassifierConfig | None = None,
+                     augment_config: AugmentConfig | None = None, load_size: int = 256, csv: str = "annotations.csv",
+                     train_split: str = "train", val_split: str = "val", bf16: bool = True, seed: int = 0,
+                     threads: int = 1, work: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train on the train split, score top-1/top-5 on the val split, save an fp16 checkpoint; returns its config."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    arch = architecture or ClassifierConfig()
+    aug = augment_config or AugmentConfig()
+    data, out = Path(data), Path(out)
+    train, val = _split_tables(data, attributes, load_size, arch.image_size, csv, progress, train_split, val_split)
+    torch.manual_seed(seed)
+    model = Classifier(arch, train.vocab)
+    config = TrainConfig(batch=batch, lr=lr, weight_decay=weight_decay, warmup=max(1, steps // 10) if steps else 100,
+                         steps=steps, minutes=minutes, bf16=bf16, seed=seed, threads=threads,
+                         log_every=max(1, min(50, steps or 50)), save_minutes=1e9, sample_minutes=1e9)
+    task = ClassifierTask(model, train.images, train.labels, config, aug)
+    if progress:
+        print(f"classifier: {count_parameters(model) / 1e6:.2f} M parameters; {len(train)} train / {len(val)} val "
+              f"images; heads: " + ", ".join(f"{a} ({len(v)})" for a, v in train.vocab.items()))
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lwgen-classifier-") as tmp:
+        trainer = Trainer(task, config, Path(work) if work else Path(tmp), torch.ones(len(train)), progress=progress)
+        summary = trainer.run()
+    final = trainer.model  # the raw weights: on short runs they score above the EMA (which lags the decayed LR)
+    recalibrate_batchnorm(final, train.images, seed=seed)
+    final.eval()
+    val_acc = accuracy(final, val.images, val.labels)
+    val_half = accuracy(final, val.images, val.labels, side=arch.image_size // 2)
+    extra = {
+        "attributes": list(attributes),
+        "parameters": count_parameters(final),
+        "accuracy": {val_split: val_acc, f"{val_split}_{arch.image_size // 2}px": val_half},
+        "data": {"folder": str(data), "csv": csv, "load_size": load_size, "train_split": train_split,
+                 "val_split": val_split, "train_images": len(train), "val_images": len(val)},
+        "train": {**{k: summary["train"][k] for k in RECORDED}, "augment": dataclasses.asdict(aug), "label_smoothing": task.label_smoothing,
+                  "weights": "raw (not EMA); BatchNorm statistics re-estimated on clean train images"},
+        "progress": {k: summary["progress"][k] for k in ("step", "images_seen", "wall_time_s")},
+        "total_time_s": round(time.perf_counter() - t0, 1),
+    }
+    final.save(out, extra)
+    final.checkpoint_config = {**final.config_dict(), **extra}
+    return final.checkpoint_config

@@ -1,0 +1,265 @@
+"""Tests for lwgen.evaluation: metrics, the domain classifier, generator / up-scaler evaluation and the CLI."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lwgen.checkpoint import CheckpointError, read_config
+from lwgen.cli import main
+from lwgen.data import ImageTable
+from lwgen.evaluation import Classifier, ClassifierConfig, evaluate_generator, evaluate_upscaler, train_classifier
+from lwgen.evaluation.augment import AugmentConfig, augment, gaussian_blur
+from lwgen.evaluation.evaluate import condition_rows, generator_labels
+from lwgen.evaluation.metrics import (
+    fid,
+    frechet_distance,
+    kid,
+    precision_recall,
+    psnr,
+    quantize,
+    rgb_to_y,
+    ssim,
+    topk_accuracy,
+)
+from lwgen.pipeline import DiffusionModel, UpscaleModel
+
+torch.set_num_threads(1)
+
+TINY_ARCH = ClassifierConfig(image_size=32, stem_channels=8, widths=(8, 16), blocks=(1, 1))
+
+
+def gaussians(n: int = 600, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+# --- distribution metrics ----------------------------------------------------------------------------------
+def test_fid_is_zero_for_a_set_with_itself_and_grows_with_a_shift():
+    a, b = gaussians()
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-8)
+    same = fid(a, b)
+    assert same < 0.5
+    shifts = [fid(a, b + s) for s in (0.5, 1.0, 2.0)]
+    assert same < shifts[0] < shifts[1] < shifts[2]
+    assert shifts[1] == pytest.approx(8.0, rel=0.15)  # |shift|^2 summed over 8 dimensions
+
+
+def test_frechet_distance_matches_the_closed_form_for_diagonal_covariances():
+    mu1, mu2 = torch.zeros(3), torch.tensor([1.0, 0.0, 2.0])
+    v1, v2 = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 1.0, 1.0])
+    expected = 5.0 + float(((v1.sqrt() - v2.sqrt()) ** 2).sum())
+    assert frechet_distance(mu1, torch.diag(v1), mu2, torch.diag(v2)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_a_shift():
+    a, b = gaussians()
+    same_mean, same_std = kid(a, b, subsets=20, subset_size=200)
+    shifted_mean, _ = kid(a, b + 1.0, subsets=20, subset_size=200)
+    assert abs(same_mean) < 0.05 and same_std >= 0
+    assert shifted_mean > 10 * max(abs(same_mean), 1e-3)
+
+
+def test_precision_recall_on_toy_gaussians():
+    real, fake = gaussians(400, 4)
+    p, r = precision_recall(real, fake, k=3)
+    assert p > 0.6 and r > 0.6
+    p_narrow, r_narrow = precision_recall(real, 0.2 * fake, k=3)  # collapsed: precise, no coverage
+    assert p_narrow > 0.95 and r_narrow < 0.2
+    p_far, r_far = precision_recall(real, fake + 20, k=3)
+    assert p_far == 0 and r_far == 0
+
+
+def test_metrics_reject_bad_shapes():
+    with pytest.raises(ValueError):
+        fid(torch.zeros(5, 3), torch.zeros(5, 4))
+    with pytest.raises(ValueError):
+        precision_recall(torch.zeros(3, 2), torch.zeros(3, 2), k=3)
+
+
+def test_topk_accuracy_skips_negative_labels():
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [0.0, 1.0, 2.0]])
+    assert topk_accuracy(logits, torch.tensor([0, 2, 0]), 1) == pytest.approx(1 / 3)
+    assert topk_accuracy(logits, torch.tensor([0, 2, 0]), 2) == pytest.approx(2 / 3)
+    assert topk_accuracy(logits, torch.tensor([0, -1, -1]), 1) == 1.0
+    assert math.isnan(topk_accuracy(logits, torch.full((3,), -1), 1))
+
+
+# --- fidelity metrics --------------------------------------------------------------------------------------
+def test_rgb_to_y_uses_the_bt601_studio_range():
+    assert rgb_to_y(-torch.ones(1, 3, 2, 2)).unique().item() == pytest.approx(16.0)
+    assert rgb_to_y(torch.ones(1, 3, 2, 2)).unique().item() == pytest.approx(235.0)
+
+
+def test_psnr_is_infinite_for_identical_images_and_matches_a_known_error():
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    assert torch.isinf(psnr(x, x)).all()
+    delta = 2 * 10 / 219  # shifts Y by exactly 10 levels
+    assert psnr(x, x + delta) == pytest.approx(torch.full((2,), 10 * math.log10(255 ** 2 / 100)), rel=1e-6)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    assert ssim(x, x) == pytest.approx(torch.ones(2, dtype=torch.float64))
+    noise = torch.randn(x.shape, generator=g)
+    slight, strong = ssim(x, (x + 0.1 * noise).clamp(-1, 1)), ssim(x, (x + 0.5 * noise).clamp(-1, 1))
+    assert (strong < slight).all() and (slight < 0.99).all() and (strong > -1).all()
+
+
+def test_border_crop_ignores_the_border():
+    x = torch.zeros(1, 3, 32, 32)
+    y = x.clone()
+    y[..., :4, :] = 1.0
+    assert torch.isfinite(psnr(x, y)).all()
+    assert torch.isinf(psnr(x, y, crop=4)).all()
+    assert ssim(x, y, crop=4).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        psnr(x, torch.zeros(1, 3, 16, 16))
+
+
+def test_quantize_lands_on_8_bit_levels():
+    q = quantize(torch.linspace(-1.2, 1.2, 101))
+    levels = (q + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-4) and q.min() == -1 and q.max() == 1
+
+
+# --- classifier --------------------------------------------------------------------------------------------
+VOCAB = {"group": ["a", "b", "c"], "subgroup": [f"s{i}" for i in range(7)]}
+
+
+def test_classifier_shapes_and_resizing():
+    model = Classifier(ClassifierConfig(), VOCAB).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    feats, logits = model(x)
+    assert feats.shape == (2, 256) and logits["group"].shape == (2, 3) and logits["subgroup"].shape == (2, 7)
+    assert torch.allclose(model.features(x), feats)
+    assert model.features(torch.rand(2, 3, 32, 32)).shape == (2, 256)  # up-sampled
+    assert model.logits(torch.rand(2, 3, 256, 256))["group"].shape == (2, 3)  # area-downsampled
+    assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 2.5e6
+    with pytest.raises(ValueError, match="64 px"):
+        model(torch.zeros(1, 3, 32, 32))
+
+
+def test_classifier_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = Classifier(TINY_ARCH, VOCAB).eval()
+    model.save(tmp_path / "cls", {"accuracy": {"val": {"group_top1": 0.5}}})
+    loaded = Classifier.from_checkpoint(tmp_path / "cls")
+    assert loaded.vocab == VOCAB and loaded.config == TINY_ARCH
+    assert loaded.checkpoint_config["accuracy"]["val"]["group_top1"] == 0.5
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    assert torch.allclose(loaded.features(x), model.features(x), atol=2e-2)  # fp16 weights
+    cfg = read_config(tmp_path / "cls")
+    cfg["kind"] = "diffusion"
+    (tmp_path / "cls" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="not a classifier"):
+        Classifier.from_checkpoint(tmp_path / "cls")
+
+
+def test_augment_keeps_shape_range_and_white_background():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 32, 32) * 2 - 1
+    y = augment(x, g)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    again = augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(y, again)
+    white = torch.ones(4, 3, 32, 32)
+    clean = AugmentConfig(p_affine=1.0, p_noise=0.0, p_tone=0.0, p_blur=1.0)
+    assert torch.allclose(augment(white, g, clean), white, atol=1e-5)
+    assert torch.allclose(gaussian_blur(x, torch.full((6,), 1e-4)), x, atol=1e-5)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory, shapes_dir) -> Path:
+    """A tiny shape/color classifier trained for two steps on the shapes fixture."""
+    out = tmp_path_factory.mktemp("classifier") / "classifier"
+    train_classifier(shapes_dir, out, attributes=["shape", "color"], steps=2, minutes=0, batch=8,
+                     architecture=TINY_ARCH, load_size=32, progress=False)
+    return out
+
+
+def test_train_classifier_writes_a_loadable_checkpoint(tiny_classifier):
+    cfg = read_config(tiny_classifier)
+    assert cfg["kind"] == "classifier" and cfg["architecture"]["widths"] == [8, 16]
+    assert set(cfg["accuracy"]["val"]) == {"shape_top1", "color_top1"}
+    assert 0 <= cfg["accuracy"]["val"]["shape_top1"] <= 1 and cfg["progress"]["step"] == 2
+    assert cfg["dtype"] == "float16" and (tiny_classifier / "model.safetensors").stat().st_size < 5e6
+    assert not (tiny_classifier / "train_state.safetensors").exists()
+    assert Classifier.from_checkpoint(tiny_classifier).attributes == ["shape", "color"]
+
+
+# --- evaluation --------------------------------------------------------------------------------------------
+def test_condition_rows_follow_the_table():
+    rows = condition_rows(5, 12, seed=1)
+    assert len(rows) == 12 and sorted(rows[:10].tolist()) == sorted(list(range(5)) * 2)
+
+
+def test_generator_labels_leave_unknown_values_free(tiny_checkpoints):
+    model = DiffusionModel.from_checkpoint(tiny_checkpoints["cosine"])
+    values = [{"shape": model.vocab["shape"][0], "color": "violet"}, {"shape": "hexagon"}]
+    labels, dropped = generator_labels(model, values)
+    assert labels.shape == (2, 3) and labels[0, 0] == 0 and (labels[0, 1:] < 0).all() and (labels[1] < 0).all()
+    assert dropped == {"shape": 1, "color": 2, "size": 2}
+
+
+def test_evaluate_generator_on_tiny_models(tiny_checkpoints, tiny_classifier, shapes_dir):
+    model = DiffusionModel.from_checkpoint(tiny_checkpoints["cosine"])
+    classifier = Classifier.from_checkpoint(tiny_classifier)
+    val = ImageTable.load(shapes_dir, [], size=32, split="val", progress=False)
+    result = evaluate_generator(model, classifier, val, n=8, steps=2, batch=4, progress=False)
+    for key in ("fid", "kid", "kid_std", "shape_top1", "color_top1", "precision", "recall", "images_per_s"):
+        assert isinstance(result[key], float) and math.isfinite(result[key]), key
+    assert result["fid"] >= 0 and 0 <= result["precision"] <= 1 and result["n"] == 8 and result["resolution"] == 16
+    assert result["pr_samples"] == len(val)
+    again = evaluate_generator(model, classifier, val, n=8, steps=2, batch=8, progress=False)  # cached real features
+    assert again["fid"] == pytest.approx(result["fid"], rel=1e-3)
+
+
+def test_evaluate_generator_on_a_latent_model(tiny_latent_checkpoint, tiny_classifier, shapes_dir):
+    model = DiffusionModel.from_checkpoint(tiny_latent_checkpoint)
+    val = ImageTable.load(shapes_dir, [], size=32, split="val", progress=False)
+    result = evaluate_generator(model, Classifier.from_checkpoint(tiny_classifier), val, n=6, steps=2, batch=6,
+                                progress=False, cache=False)
+    assert result["resolution"] == model.resolution and math.isfinite(result["fid"])
+
+
+def test_evaluate_upscaler_on_tiny_model(tiny_checkpoints, shapes_dir):
+    upscaler = UpscaleModel.from_checkpoint(tiny_checkpoints["upscaler"])
+    val = ImageTable.load(shapes_dir, [], size=32, split="val", progress=False)
+    result = evaluate_upscaler(upscaler, val, n=4, batch=2, progress=False)
+    assert result["n"] == 4 and result["scale"] == 4
+    assert 5 < result["psnr_bicubic"] < 60 and 0 < result["ssim_bicubic"] <= 1
+    assert result["gain_db"] == pytest.approx(result["psnr"] - result["psnr_bicubic"], abs=1e-3)
+
+
+# --- CLI ---------------------------------------------------------------------------------------------------
+def test_cli_eval_diffusion_and_upscaler(tiny_checkpoints, tiny_classifier, shapes_dir, tmp_path, capsys):
+    common = ["--classifier", str(tiny_classifier), "--data", str(shapes_dir), "--load-size", "32",
+              "--no-progress", "--threads", "1"]
+    out = tmp_path / "gen.json"
+    rc = main(["eval", "--checkpoint", str(tiny_checkpoints["linear"]), "--n", "6", "--steps", "2",
+               "--sampler", "ddim", "--out", str(out), *common])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["kind"] == "diffusion" and {"fid", "kid", "shape_top1", "precision", "recall"} <= set(result)
+    assert "fid" in capsys.readouterr().out
+    out = tmp_path / "up.json"
+    assert main(["eval", "--checkpoint", str(tiny_checkpoints["upscaler"]), "--n", "3", "--out", str(out),
+                 *common]) == 0
+    assert {"psnr", "ssim", "psnr_bicubic", "ssim_bicubic", "gain_db"} <= set(json.loads(out.read_text()))
+
+
+def test_cli_train_classifier_and_errors(shapes_dir, tmp_path, capsys):
+    out = tmp_path / "cls"
+    rc = main(["eval", "train-classifier", "--data", str(shapes_dir), "--out", str(out), "--steps", "1",
+               "--minutes", "0", "--batch", "4", "--image-size", "32", "--widths", "8", "16", "--blocks", "1", "1",
+               "--load-size", "32", "--attributes", "shape", "--no-progress", "--threads", "1"])
+    assert rc == 0 and read_config(out)["vocab"]["shape"]
+    assert "shape_top1" in capsys.readouterr().out
+    assert main(["eval"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing")]) == 2
