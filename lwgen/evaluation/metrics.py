@@ -136,11 +136,12 @@ def psnr(a: torch.Tensor, b: torch.Tensor, crop: int = 0) -> torch.Tensor:
     return 10 * torch.log10(255.0 ** 2 / mse)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+def _gaussian_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Valid-mode Gaussian filter of (B, 1, H, W), as two 1-D passes (a 2-D 11x11 kernel is slow on CPU)."""
+    r = torch.arange(size, dtype=x.dtype) - (size - 1) / 2
+    g = torch.exp(-r ** 2 / (2 * sigma ** 2))
     g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return F.conv2d(F.conv2d(x, g.view(1, 1, size, 1)), g.view(1, 1, 1, size))
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, crop: int = 0) -> torch.Tensor:
@@ -148,13 +149,12 @@ def ssim(a: torch.Tensor, b: torch.Tensor, crop: int = 0) -> torch.Tensor:
     ya, yb = _y_pair(a, b, crop)
     if min(ya.shape[-2:]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels after cropping, got {tuple(ya.shape[-2:])}")
-    x, y = ya[:, None], yb[:, None]
-    w = _gaussian_window()
+    x, y = ya[:, None].float(), yb[:, None].float()
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mx, my = F.conv2d(x, w), F.conv2d(y, w)
-    sxx = F.conv2d(x * x, w) - mx * mx
-    syy = F.conv2d(y * y, w) - my * my
-    sxy = F.conv2d(x * y, w) - mx * my
+    mx, my = _gaussian_blur(x), _gaussian_blur(y)
+    sxx = _gaussian_blur(x * x) - mx * mx
+    syy = _gaussian_blur(y * y) - my * my
+    sxy = _gaussian_blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return s.mean(dim=(1, 2, 3))
 
