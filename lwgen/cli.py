@@ -97,21 +97,36 @@ def _info_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     """Parameters, GMAC per forward, schedule and training progress of a checkpoint."""
-    from .pipeline import load_model
+    from .checkpoint import read_config
     from .models import count_parameters, forward_gmacs
+    from .pipeline import load_model
 
+    if read_config(args.checkpoint).get("kind") == "classifier":
+        from .evaluation import Classifier
+
+        model = Classifier.from_checkpoint(args.checkpoint)
+        print(f"{args.checkpoint}: classifier, {count_parameters(model) / 1e6:.2f} M parameters; heads: "
+              + ", ".join(f"{a} ({len(v)})" for a, v in model.vocab.items()))
+        return 0
     model = load_model(args.checkpoint)
     cfg = model.checkpoint_config
     print(f"{args.checkpoint}: {cfg['kind']}")
     if cfg["kind"] == "diffusion":
-        r = model.resolution
-        x, t, c = torch.zeros(1, 3, r, r), torch.zeros(1), torch.zeros(1, model.embedder.config.dim)
+        x, t, c = torch.zeros(1, *model.noise_shape), torch.zeros(1), torch.zeros(1, model.embedder.config.dim)
+        space = "x".join(map(str, model.noise_shape))
         print(f"  U-Net {count_parameters(model.unet) / 1e6:.2f} M parameters, "
-              f"{forward_gmacs(model.unet, x, t, c):.3f} GMAC per forward at {r} px; "
-              f"embedder {count_parameters(model.embedder) / 1e3:.1f} k parameters")
+              f"{forward_gmacs(model.unet, x, t, c):.3f} GMAC per forward on {space}; "
+              f"embedder {count_parameters(model.embedder) / 1e3:.1f} k parameters; {model.resolution} px images")
+        if model.autoencoder is not None:
+            z = torch.zeros(1, *model.noise_shape)
+            print(f"  autoencoder {count_parameters(model.autoencoder) / 1e6:.2f} M parameters, decoder "
+                  f"{forward_gmacs(model.autoencoder.decoder, z):.3f} GMAC per image")
         print(f"  schedule {model.schedule.name}, {model.schedule.prediction}-prediction, "
               f"{model.schedule.timesteps} steps; attributes: "
               + ", ".join(f"{a} ({len(v)})" for a, v in model.vocab.items()))
+    elif cfg["kind"] == "autoencoder":
+        f, lat = model.net.config.factor, model.net.config.latent_channels
+        print(f"  {count_parameters(model) / 1e6:.2f} M parameters; 64 px -> {lat} x {64 // f} x {64 // f} latent")
     else:
         print(f"  x{model.net.config.scale}: {count_parameters(model) / 1e6:.3f} M parameters, "
               f"{forward_gmacs(model.net, torch.zeros(1, 3, 64, 64)):.3f} GMAC per 64 px input")

@@ -104,3 +104,11 @@ def test_latent_generator_makes_images(tiny_latent_checkpoint):
     assert torch.allclose(img[1:], m.generate(cond[1:], seeds=[1], steps=3, bf16=False), atol=1e-4)
     z = m.to_latent(img, bf16=False)
     assert z.shape == (2, *m.noise_shape)
+
+
+def test_info_describes_a_latent_checkpoint(tiny_latent_checkpoint, capsys):
+    from lwgen.cli import main
+
+    assert main(["info", "--checkpoint", str(tiny_latent_checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "GMAC per forward on 4x16x16" in out and "32 px images" in out and "decoder" in out

@@ -1,0 +1,22 @@
+"""lwgen app: generate, compare, explore and inspect light-weight class-conditional diffusion models.
+
+Run with `streamlit run app.py`; checkpoints are read from ./checkpoints (or $LWGEN_CHECKPOINTS).
+"""
+import streamlit as st
+
+from lwgen.app.navigation import navigation_run
+
+st.set_page_config(page_title="lwgen", page_icon=":material/blur_on:", layout="wide")
+
+pages = [
+    st.Page("pages/generate.py", title="Generate", icon=":material/auto_awesome:", default=True),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+    st.Page("pages/lab.py", title="Embedding lab", icon=":material/science:"),
+    st.Page("pages/models.py", title="Models", icon=":material/memory:"),
+]
+page = st.navigation(pages)
+with st.sidebar:
+    st.caption("lwgen: class-conditional diffusion that trains in about an hour on two CPU cores.")
+with navigation_run(page.title):
+    page.run()

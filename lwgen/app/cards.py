@@ -1,0 +1,101 @@
+"""What a Models-page card says about a checkpoint: size, cost, schedule, training record and metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import count_parameters, forward_gmacs
+
+
+def model_summary(model: Any) -> dict[str, Any]:
+    """Parameters, GMAC per forward (per sample), resolution, schedule and training progress of a loaded model."""
+    cfg: dict[str, Any] = getattr(model, "checkpoint_config", {}) or {}
+    out: dict[str, Any] = {"kind": cfg.get("kind", getattr(model, "kind", "?"))}
+    if out["kind"] == "diffusion":
+        u = model.unet.config
+        x = torch.zeros(1, u.in_channels, u.resolution, u.resolution)
+        t, c = torch.zeros(1, dtype=torch.long), torch.zeros(1, model.embedder.config.dim)
+        ae = getattr(model, "autoencoder", None)
+        out.update(parameters=count_parameters(model), gmacs=forward_gmacs(model.unet, x, t, c),
+                   resolution=model.resolution, latent=(u.in_channels, u.resolution) if ae is not None else None,
+                   autoencoder_parameters=count_parameters(ae) if ae is not None else 0,
+                   schedule=model.schedule.name, prediction=model.schedule.prediction,
+                   attributes={a: len(v) for a, v in model.vocab.items()})
+    elif out["kind"] == "upscaler":
+        out.update(parameters=count_parameters(model), gmacs=forward_gmacs(model.net, torch.zeros(1, 3, 64, 64)),
+                   scale=model.net.config.scale)
+    else:
+        out.update(parameters=count_parameters(model) if isinstance(model, torch.nn.Module) else None)
+    progress = cfg.get("progress") or {}
+    history = progress.get("loss_history") or []
+    out.update(steps=progress.get("step"), images_seen=progress.get("images_seen"),
+               seconds=progress.get("wall_time_s") if progress else None,
+               final_loss=history[-1][1] if history else None)
+    return out
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, float):
+        out.append((prefix, f"{value:.4g}"))
+    elif isinstance(value, list) and len(value) > 8:
+        out.append((prefix, f"[{len(value)} values]"))
+    else:
+        out.append((prefix, str(value)))
+
+
+EVAL_FILE = "eval.json"  # `lwgen eval --out <checkpoint>/eval.json` puts a checkpoint's scores beside it
+_SKIP = {"checkpoint", "classifier", "kind"}
+
+
+def metric_rows(config: dict[str, Any], folder: str | Path | None = None) -> list[tuple[str, str]]:
+    """(name, formatted value) rows of a checkpoint's scores: config `metrics` and `accuracy` (classifiers), and
+    the folder's eval.json when there is one; [] when there are none."""
+    sources: list[dict[str, Any]] = [config.get(k) for k in ("metrics", "accuracy")]
+    if folder is not None and (Path(folder) / EVAL_FILE).is_file():
+        try:
+            sources.append(json.loads((Path(folder) / EVAL_FILE).read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            pass
+    rows: list[tuple[str, str]] = []
+    for source in sources:
+        if isinstance(source, dict):
+            _flatten("", {k: v for k, v in source.items() if k not in _SKIP}, rows)
+    return rows
+
+
+def human_count(n: int | None) -> str:
+    """1234567 -> "1.23 M"."""
+    if n is None:
+        return "?"
+    for div, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
+def one_per_class(labels: torch.Tensor, n: int = 16) -> list[int]:
+    """Up to n row indices, the first row of each distinct label row, spread evenly over the classes."""
+    firsts: dict[tuple, int] = {}
+    for i, row in enumerate(labels.tolist()):
+        firsts.setdefault(tuple(row), i)
+    picks = list(firsts.values())
+    if len(picks) <= n:
+        return picks
+    return [picks[round(k * (len(picks) - 1) / (n - 1))] for k in range(n)] if n > 1 else picks[:1]
+
+
+def human_duration(seconds: float | None) -> str:
+    """Seconds as "42 s", "12.5 min" or "1.6 h"."""
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

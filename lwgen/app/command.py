@@ -1,0 +1,33 @@
+"""The `lwgen sample` command line that reproduces what the Generate page shows."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from .conditions import ANY
+from .paths import display_path
+
+DEFAULT_UPSCALER = "checkpoints/upscaler-x4"
+
+
+def _number(x: float) -> str:
+    """2.0 -> "2", 1.5 -> "1.5"."""
+    return f"{x:g}"
+
+
+def sample_command(checkpoint: str | Path, values: dict[str, str], n: int, steps: int, sampler: str,
+                   guidance: float, seed: int, upscaler: str | Path | None = None, out: str = "grid.png") -> str:
+    """The exact `lwgen sample ...` call (image i uses seed + i); upscaler given means --upscale."""
+    parts = ["lwgen", "sample", "--checkpoint", display_path(checkpoint)]
+    for attr, value in values.items():
+        if value != ANY:
+            parts += ["--set", f"{attr}={value}"]
+    parts += ["-n", str(n), "--steps", str(steps), "--sampler", sampler, "--guidance", _number(guidance),
+              "--seed", str(seed)]
+    if upscaler is not None:
+        parts.append("--upscale")
+        where = display_path(upscaler)
+        if where != DEFAULT_UPSCALER:
+            parts += ["--upscaler", where]
+    parts += ["--out", out]
+    return " ".join(shlex.quote(p) for p in parts)

@@ -1,0 +1,65 @@
+"""Condition choices: the values offered per attribute, narrowed by the combinations a model was trained on."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..models import NULL
+from ..projection.combinations import combinations_from_config
+
+ANY = "any"
+# Conditions the pages start from when the model knows them (the emoji demo), else the first/last value.
+STARTING = ({"group": "smileys-emotion", "subgroup": "face-smiling"},
+            {"group": "animals-nature", "subgroup": "animal-mammal"})
+
+
+def known_combinations(config: dict[str, Any], gallery_labels: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Combinations (K, A) from the checkpoint config, else the classes of its gallery, else None."""
+    found = combinations_from_config(config)
+    if found is None and gallery_labels is not None and len(gallery_labels):
+        found = torch.unique(gallery_labels.long(), dim=0)
+    return found
+
+
+def attribute_options(vocab: dict[str, list[str]], combos: torch.Tensor | None,
+                      selected: dict[str, str]) -> dict[str, list[str]]:
+    """["any", values...] per attribute; each attribute keeps the values that occur with the choices above it.
+
+    An attribute is not narrowed when the combinations never name it (a gallery built per first attribute) or
+    when no combination matches the choices above it.
+    """
+    attrs = list(vocab)
+    out: dict[str, list[str]] = {}
+    keep = torch.ones(len(combos), dtype=torch.bool) if combos is not None else None
+    for k, a in enumerate(attrs):
+        values = list(vocab[a])
+        if combos is not None and len(combos):
+            col = combos[:, k]
+            rows = keep & (col != NULL)
+            if bool(rows.any()):
+                present = set(col[rows].tolist())
+                values = [v for i, v in enumerate(vocab[a]) if i in present]
+            choice = selected.get(a, ANY)
+            if choice != ANY and choice in vocab[a] and (col != NULL).any():
+                keep = keep & ((col == vocab[a].index(choice)) | (col == NULL))
+        out[a] = [ANY] + values
+    return out
+
+
+def describe(values: dict[str, str]) -> str:
+    """{group: flags, style: any} -> "group=flags"; "no condition" when every attribute is "any"."""
+    parts = [f"{a}={v}" for a, v in values.items() if v not in (ANY, None, "")]
+    return ", ".join(parts) or "no condition"
+
+
+def starting_condition(vocab: dict[str, list[str]], which: int = 0) -> dict[str, str]:
+    """A sensible first condition: a demo one the model knows, else the first (which=0) or last value of the
+    first attribute."""
+    demo = STARTING[which % len(STARTING)]
+    if all(v in vocab.get(a, []) for a, v in demo.items()):
+        return dict(demo)
+    if not vocab:
+        return {}
+    first = next(iter(vocab))
+    return {first: vocab[first][0 if which == 0 else -1]} if vocab[first] else {}

@@ -1,0 +1,108 @@
+"""Streamlit widgets shared by the pages: checkpoint pickers, condition inputs, progress, image grids, errors."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import streamlit as st
+import torch
+
+from ..checkpoint import CheckpointError
+from .catalog import Entry, preferred
+from .conditions import ANY, attribute_options
+from .images import columns_for, to_numpy
+from .paths import TRAIN_HINT, checkpoints_root, display_path
+from .state import Loaded, load
+
+SAMPLERS = ("dpmpp", "ddim", "ddpm")
+SAMPLER_HELP = ("dpmpp: DPM-Solver++(2M), sharp in 10-20 steps; ddim: deterministic DDIM; "
+                "ddpm: ancestral (stochastic), needs more steps")
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Turn any error inside into an st.error naming what failed (never a traceback)."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - the page must stay usable whatever went wrong
+        st.error(f"{what}: {e}" if str(e) else f"{what}: {type(e).__name__}")
+
+
+def no_checkpoints(kind: str | None = "diffusion") -> None:
+    """Explain where checkpoints go and how to train one."""
+    root = display_path(checkpoints_root())
+    st.info(f"No {kind + ' ' if kind else ''}checkpoint found in `{root}/` (each checkpoint is a folder with "
+            f"`config.json` and `model.safetensors`; set `LWGEN_CHECKPOINTS` to look elsewhere). Train one with:")
+    st.code(TRAIN_HINT, language="bash")
+
+
+def pick_checkpoint(entries: list[Entry], label: str, key: str, prefer: Sequence[str] = ("cosine",)) -> Entry | None:
+    """A selectbox of checkpoint names (broken ones marked); None when there are none."""
+    if not entries:
+        return None
+    names = [e.name for e in entries]
+    marks = {e.name: e.name if e.ok else f"{e.name} (cannot be loaded)" for e in entries}
+    name = st.selectbox(label, names, index=preferred(entries, *prefer), key=key, format_func=marks.get)
+    return entries[names.index(name)]
+
+
+def load_or_error(entry: Entry) -> Loaded | None:
+    """Load a checkpoint, or show an st.error naming it and return None."""
+    if not entry.ok:
+        st.error(f"Checkpoint `{entry.name}` cannot be used: {entry.error}")
+        return None
+    try:
+        return load(entry)
+    except (CheckpointError, ValueError, OSError, RuntimeError, KeyError, TypeError) as e:
+        st.error(f"Checkpoint `{entry.name}` ({display_path(entry.path)}) could not be loaded: {e}")
+        return None
+
+
+def condition_inputs(vocab: dict[str, list[str]], combos: torch.Tensor | None, key: str,
+                     columns: int = 2, defaults: dict[str, str] | None = None) -> dict[str, str]:
+    """One selectbox per attribute ("any" + values); each narrowed by the choices above it when combos are known."""
+    selected: dict[str, str] = {}
+    cols = st.columns(columns)
+    for k, attr in enumerate(vocab):
+        options = attribute_options(vocab, combos, selected)[attr]
+        widget = f"{key}:{attr}"
+        if widget not in st.session_state:
+            st.session_state[widget] = (defaults or {}).get(attr, ANY)
+        if st.session_state[widget] not in options:
+            st.session_state[widget] = ANY
+        narrowed = len(options) - 1 < len(vocab[attr])
+        help_text = (f"{len(options) - 1} of {len(vocab[attr])} values occur with the choices above"
+                     if narrowed else f"{len(vocab[attr])} values")
+        with cols[k % columns]:
+            selected[attr] = st.selectbox(attr, options, key=widget, help=help_text)
+    return selected
+
+
+def sampling_inputs(key: str, steps: int = 20, guidance: float = 2.0) -> tuple[str, int, float]:
+    """Sampler, steps and guidance widgets."""
+    c1, c2, c3 = st.columns([4, 3, 3])
+    sampler = c1.selectbox("Sampler", SAMPLERS, key=f"{key}:sampler", help=SAMPLER_HELP)
+    n = c2.number_input("Steps", 1, 1000, steps, key=f"{key}:steps")
+    g = c3.number_input("Guidance", 0.0, 20.0, guidance, 0.5, key=f"{key}:guidance",
+                        help="classifier-free guidance scale; 1 = none, higher = closer to the condition")
+    return sampler, int(n), float(g)
+
+
+def progress_reporter(text: str = "Generating...") -> tuple[Any, Callable[[float, str], None]]:
+    """An st.progress bar and a callback(fraction, message) that moves it."""
+    bar = st.progress(0.0, text=text)
+
+    def report(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=f"{text} {message}")
+
+    return bar, report
+
+
+def image_grid(images: torch.Tensor, captions: Sequence[str], widest: int = 8) -> None:
+    """uint8 images (N, 3, H, W) in rows of columns, each with its caption."""
+    n = len(images)
+    per_row = columns_for(n, widest)
+    for start in range(0, n, per_row):
+        cols = st.columns(per_row)
+        for j, i in enumerate(range(start, min(n, start + per_row))):
+            cols[j].image(to_numpy(images[i]), caption=captions[i], width="stretch")

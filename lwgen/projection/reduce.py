@@ -1,0 +1,86 @@
+"""2-D projections (PCA, t-SNE, UMAP) of feature or condition vectors, and an invertible PCA plane."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+METHODS = ("PCA", "t-SNE", "UMAP")
+
+
+@dataclass
+class PlaneMap:
+    """PCA onto two axes: x ~ mean + xy @ components, with the share of variance each axis explains."""
+
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (2, D), orthonormal rows (zero rows when the data has rank < 2)
+    explained: np.ndarray  # (2,)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(N, D) -> (N, 2)."""
+        return (np.asarray(x, np.float64) - self.mean) @ self.components.T
+
+    def inverse(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) -> (N, D): the point of the plane at each 2-D position."""
+        return np.asarray(xy, np.float64) @ self.components + self.mean
+
+
+def fit_plane(x: np.ndarray) -> PlaneMap:
+    """PCA by SVD of the centred data; each axis' sign makes its largest loading positive."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"need a non-empty (N, D) array, got shape {x.shape}")
+    mean = x.mean(0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    comps = np.zeros((2, x.shape[1]))
+    k = min(2, vt.shape[0])
+    comps[:k] = vt[:k]
+    for row in comps:
+        j = np.argmax(np.abs(row))
+        if row[j] < 0:
+            row *= -1
+    var = s ** 2
+    explained = np.zeros(2)
+    if var.sum() > 0:
+        explained[:k] = var[:k] / var.sum()
+    return PlaneMap(mean, comps, explained)
+
+
+def project(x: np.ndarray, method: str = "PCA", seed: int = 0, perplexity: float = 30.0, n_neighbors: int = 15,
+            min_dist: float = 0.1) -> np.ndarray:
+    """(N, D) -> (N, 2) float32 with PCA, t-SNE (van der Maaten & Hinton 2008) or UMAP (McInnes et al. 2018).
+
+    Parameters are clipped to what N points allow; fewer than 5 points always use PCA.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(METHODS)}")
+    x = np.asarray(x, np.float32)
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros((0, 2), np.float32)
+    if method == "PCA" or n < 5:
+        return fit_plane(x).transform(x).astype(np.float32)
+    if x.shape[1] > 50:  # the usual PCA pre-reduction: faster, and less noise for the neighbour graphs
+        plane_dims = min(50, n)
+        x = _pca(x, plane_dims)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "t-SNE":
+            from sklearn.manifold import TSNE
+
+            p = float(min(max(perplexity, 2.0), (n - 1) / 3))
+            return TSNE(2, perplexity=p, init="pca", random_state=seed).fit_transform(x).astype(np.float32)
+        import umap
+
+        k = int(min(max(n_neighbors, 2), n - 1))
+        reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=float(min_dist), random_state=seed,
+                            init="spectral" if n > k + 2 else "random")
+        return reducer.fit_transform(x).astype(np.float32)
+
+
+def _pca(x: np.ndarray, k: int) -> np.ndarray:
+    """The first k principal-component scores of x."""
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return (centred @ vt[:k].T).astype(np.float32)

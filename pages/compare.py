@@ -1,0 +1,84 @@
+"""Compare: the same condition and starting noise through two models or sampler settings, side by side."""
+import streamlit as st
+import torch
+
+from lwgen.app import state, ui
+from lwgen.app.catalog import of_kind
+from lwgen.app.conditions import describe, starting_condition
+from lwgen.app.images import to_numpy
+from lwgen.app.navigation import require_app
+from lwgen.app.runner import condition_of, frame_steps, noise_shape, traced_sample
+
+require_app()
+st.title("Compare")
+st.caption("One condition, one seed: both runs start from the same noise, so every difference comes from the "
+           "model (noise schedule) or the sampler settings. The strips show each run's clean-image prediction "
+           "x0 at evenly spaced steps.")
+diffusion = of_kind(state.catalog(), "diffusion")
+if not diffusion:
+    ui.no_checkpoints()
+    st.stop()
+
+sides = {}
+cols = st.columns(2, gap="large")
+for side, col, prefer in (("A", cols[0], ("linear",)), ("B", cols[1], ("cosine",))):
+    with col:
+        st.subheader(f"Run {side}")
+        entry = ui.pick_checkpoint(diffusion, "Checkpoint", f"cmp:{side}:checkpoint", prefer=prefer)
+        loaded = ui.load_or_error(entry)
+        sampler, steps, guidance = ui.sampling_inputs(f"cmp:{side}")
+        sides[side] = (entry, loaded, sampler, steps, guidance)
+if any(s[1] is None for s in sides.values()):
+    st.stop()
+
+first = sides["A"][1].model
+st.subheader("Condition")
+combos = state.combinations(sides["A"][0], first)
+values = ui.condition_inputs(first.vocab, combos, f"cmp:{sides['A'][0].name}", columns=4,
+                             defaults=starting_condition(first.vocab))
+c1, c2, c3 = st.columns([1, 1, 2])
+seed = int(c1.number_input("Seed", 0, 2**31 - 1, 0, key="cmp:seed"))
+longest = max(s[3] for s in sides.values())
+shown = c2.multiselect("Show x0 after steps", list(range(1, longest + 1)), key=f"cmp:frames:{longest}",
+                       default=[i + 1 for i in frame_steps(longest, 6)],
+                       help="the clean-image prediction after these steps of each run (steps a run does not "
+                            "reach are left out)")
+run = c3.button("Run both", type="primary", width="stretch")
+
+if run:
+    with ui.guard("Comparing"):
+        shapes = {noise_shape(s[1].model) for s in sides.values()}
+        if len(shapes) > 1:
+            raise ValueError(f"{sides['A'][0].name} and {sides['B'][0].name} denoise different shapes ("
+                             + " vs ".join("x".join(map(str, s)) for s in shapes) + "), so they cannot share noise")
+        _, report = ui.progress_reporter("Sampling:")
+        traces = {}
+        for k, (side, (entry, loaded, sampler, steps, guidance)) in enumerate(sides.items()):
+            model = loaded.model
+            cond = condition_of(model, values)
+            keep = [i - 1 for i in shown if i <= steps]
+            traces[side] = traced_sample(model, cond, seed, steps, sampler, guidance, keep, lock=loaded.lock,
+                                         label=f"run {side} ({entry.name}), ",
+                                         progress=lambda f, m, k=k: report((k + f) / 2, m))
+        settings = {side: (entry.name, sampler, steps, guidance)
+                    for side, (entry, _, sampler, steps, guidance) in sides.items()}
+        st.session_state["cmp:result"] = {"traces": traces, "values": dict(values), "seed": seed,
+                                          "settings": settings}
+
+result = st.session_state.get("cmp:result")
+if result is None:
+    st.info("Pick two checkpoints (or one checkpoint with two sampler settings) and press **Run both**.")
+    st.stop()
+st.markdown(f"**{describe(result['values'])}** · seed {result['seed']}")
+out = st.columns(2, gap="large")
+for side, col in zip(("A", "B"), out):
+    trace = result["traces"][side]
+    name, sampler, steps, guidance = result["settings"][side]
+    with col:
+        st.markdown(f"**Run {side}: {name}** · {sampler}, {steps} steps, guidance {guidance:g}")
+        st.metric("Sampling time", f"{trace.seconds:.2f} s", help="wall time of the whole run on this machine")
+        st.image(to_numpy(trace.image), caption=f"{name}: final image", width=256)
+        if trace.frames:
+            st.caption("Clean-image prediction x0 during sampling")
+            ui.image_grid(torch.stack([f[2] for f in trace.frames]),
+                          [f"step {i + 1} · t={t}" for i, t, _ in trace.frames], widest=6)

@@ -1,0 +1,328 @@
+"""Tests for lwgen.app: the computations behind the pages, called directly (no Streamlit)."""
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torchvision.utils import save_image
+
+from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class
+from lwgen.app.catalog import discover, of_kind, preferred
+from lwgen.app.command import sample_command
+from lwgen.app.conditions import ANY, attribute_options, describe, known_combinations, starting_condition
+from lwgen.app.explore import (combine, first_image_per_class, gallery_items, item_features, real_items,
+                               spread_subset)
+from lwgen.app.images import data_uri, grid, grid_png, png_bytes, resize, to_uint8, zip_pngs
+from lwgen.app.lab import click_grid, nearest, vector_at
+from lwgen.app.paths import display_path
+from lwgen.app.runner import (condition_of, frame_steps, generate_images, noise_shape, traced_sample, turn,
+                              walk_images, x0_image)
+from lwgen.app.selection import captions, clicked_position, selected_indices, selection_summary
+from lwgen.cli import build_parser, parse_values
+from lwgen.cli import main as cli_main
+from lwgen.models import NULL
+from lwgen.pipeline import DiffusionModel, UpscaleModel
+from lwgen.projection import build_gallery, fit_plane, walk
+from lwgen.projection.text import condition_points
+
+torch.set_num_threads(1)
+VOCAB = {"group": ["animals", "flags", "people"], "subgroup": ["cat", "dog", "europe", "face"],
+         "skin_tone": ["none", "1", "2"]}
+COMBOS = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 2, 0], [2, 3, 0], [2, 3, 1], [2, 3, 2]])
+
+
+@pytest.fixture(scope="module")
+def cosine(tiny_checkpoints) -> DiffusionModel:
+    return DiffusionModel.from_checkpoint(tiny_checkpoints["cosine"])
+
+
+# --- selection -> grid ----------------------------------------------------------------------------------
+def test_selected_indices_reads_customdata_and_skips_background_points():
+    event = {"selection": {"points": [
+        {"x": 1, "y": 2, "customdata": 7}, {"x": 0, "y": 0},  # a click-grid point: no customdata
+        {"customdata": [3, "extra"]}, {"customdata": 7}, {"customdata": "label"}, {"customdata": []}]}}
+    assert selected_indices(event) == [7, 3]
+    assert selected_indices(None) == [] and selected_indices({"selection": {"points": []}}) == []
+
+
+def test_selected_indices_accepts_attribute_objects():
+    class Obj:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    event = Obj(selection=Obj(points=[Obj(customdata=2, x=0, y=0)], box=[], lasso=[]))
+    assert selected_indices(event) == [2]
+
+
+def test_captions_and_summary_for_selected_items():
+    frame = pd.DataFrame({"source": ["real", "generated", "generated"], "group": ["flags", "any", "animals"],
+                          "seed": [0, 4, 5]})
+    assert captions(frame, [1, 2], ["group", "seed"]) == ["4", "animals · 5"]
+    assert selection_summary(frame, [0, 1, 2], "source") == "3 selected: 2 generated, 1 real"
+    assert selection_summary(frame, [], "source") == "nothing selected"
+    many = pd.DataFrame({"v": list("abcdefg")})
+    assert selection_summary(many, list(range(7)), "v", top=2).endswith("5 more values")
+
+
+def test_clicked_position_point_box_lasso():
+    assert clicked_position({"selection": {"points": [{"x": 1, "y": 2}, {"x": 3.5, "y": -1}]}}) == (3.5, -1.0)
+    assert clicked_position({"selection": {"points": [], "box": [{"x": [0, 2], "y": [4, 6]}]}}) == (1.0, 5.0)
+    lasso = {"selection": {"points": [], "box": [], "lasso": [{"x": [0, 2, 2, 0], "y": [0, 0, 2, 2]}]}}
+    assert clicked_position(lasso) == (1.0, 1.0)
+    assert clicked_position({"selection": {"points": [], "box": [], "lasso": []}}) is None
+    assert clicked_position(None) is None
+
+
+# --- conditions -----------------------------------------------------------------------------------------
+def test_attribute_options_narrow_by_the_choices_above():
+    opts = attribute_options(VOCAB, COMBOS, {"group": "animals"})
+    assert opts["group"] == [ANY, "animals", "flags", "people"]
+    assert opts["subgroup"] == [ANY, "cat", "dog"]
+    assert opts["skin_tone"] == [ANY, "none"]
+    opts = attribute_options(VOCAB, COMBOS, {"group": "people", "subgroup": "face"})
+    assert opts["subgroup"] == [ANY, "face"] and opts["skin_tone"] == [ANY, "none", "1", "2"]
+    # nothing chosen: only values that occur at all; no combinations: everything
+    assert attribute_options(VOCAB, COMBOS, {})["subgroup"] == [ANY, "cat", "dog", "europe", "face"]
+    assert attribute_options(VOCAB, None, {"group": "flags"})["subgroup"] == [ANY, *VOCAB["subgroup"]]
+
+
+def test_attribute_options_ignore_attributes_the_combinations_never_name():
+    per_group = torch.tensor([[0, NULL, NULL], [1, NULL, NULL]])  # a gallery built per first attribute
+    opts = attribute_options(VOCAB, per_group, {"group": "animals"})
+    assert opts["group"] == [ANY, "animals", "flags"] and opts["subgroup"] == [ANY, *VOCAB["subgroup"]]
+
+
+def test_starting_condition_prefers_the_demo_then_the_first_value():
+    emoji = {"group": ["animals-nature", "smileys-emotion"], "subgroup": ["animal-mammal", "face-smiling"]}
+    assert starting_condition(emoji, 0) == {"group": "smileys-emotion", "subgroup": "face-smiling"}
+    assert starting_condition(emoji, 1) == {"group": "animals-nature", "subgroup": "animal-mammal"}
+    assert starting_condition(VOCAB, 0) == {"group": "animals"} and starting_condition(VOCAB, 1) == {"group": "people"}
+    assert starting_condition({}) == {}
+
+
+def test_describe():
+    assert describe({"group": "flags", "subgroup": ANY}) == "group=flags"
+    assert describe({"group": ANY}) == "no condition"
+
+
+def test_known_combinations_prefers_config_then_gallery():
+    config = {"vocab": VOCAB, "combinations": [["animals", "cat", "none"]]}
+    assert known_combinations(config, COMBOS).tolist() == [[0, 0, 0]]
+    assert known_combinations({"vocab": VOCAB}, COMBOS[[1, 0, 1]]).tolist() == [[0, 0, 0], [0, 1, 0]]
+    assert known_combinations({"vocab": VOCAB}, None) is None
+
+
+# --- command line ---------------------------------------------------------------------------------------
+def test_display_path_is_relative_inside_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert display_path(tmp_path / "checkpoints" / "a") == "checkpoints/a"
+    assert display_path("checkpoints/../checkpoints/b") == "checkpoints/b"
+    assert display_path("/elsewhere/c") == "/elsewhere/c"
+
+
+def test_sample_command_round_trips_through_the_cli_parser(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints" / "emoji-cosine").mkdir(parents=True)
+    values = {"group": "smileys-emotion", "subgroup": "face-smiling", "style": ANY, "name": "a b"}
+    cmd = sample_command(tmp_path / "checkpoints" / "emoji-cosine", values, 16, 20, "dpmpp", 2.0, 0)
+    assert cmd == ("lwgen sample --checkpoint checkpoints/emoji-cosine --set group=smileys-emotion "
+                   "--set subgroup=face-smiling --set 'name=a b' -n 16 --steps 20 --sampler dpmpp --guidance 2 "
+                   "--seed 0 --out grid.png")
+    args = build_parser().parse_args(shlex.split(cmd)[1:])
+    assert parse_values(args.values) == {k: v for k, v in values.items() if v != ANY}
+    assert (args.n, args.steps, args.sampler, args.guidance, args.seed, args.upscale) == (16, 20, "dpmpp", 2.0, 0,
+                                                                                         False)
+    up = sample_command("checkpoints/emoji-cosine", {}, 4, 10, "ddim", 1.5, 7, upscaler="checkpoints/upscaler-x4")
+    assert up.endswith("--guidance 1.5 --seed 7 --upscale --out grid.png")
+    other = sample_command("checkpoints/emoji-cosine", {}, 4, 10, "ddim", 1.5, 7, upscaler=tmp_path / "up")
+    assert "--upscale --upscaler up" in other
+
+
+def test_the_shown_command_reproduces_the_grid(cosine, tiny_checkpoints, tmp_path):
+    values = {"shape": "circle", "color": ANY}
+    images = generate_images(cosine, condition_of(cosine, values), [3, 4, 5], 2, "dpmpp", 2.0)
+    cmd = sample_command(tiny_checkpoints["cosine"], values, 3, 2, "dpmpp", 2.0, 3, out=str(tmp_path / "cli.png"))
+    assert cli_main(shlex.split(cmd)[1:]) == 0
+    ours = np.array(Image.open(io.BytesIO(grid_png(images))))
+    assert np.array_equal(ours, np.array(Image.open(tmp_path / "cli.png")))
+
+
+# --- images ---------------------------------------------------------------------------------------------
+def test_grid_png_matches_the_cli_grid(tmp_path):
+    images = torch.rand(5, 3, 8, 8) * 2 - 1
+    save_image((images + 1) / 2, tmp_path / "cli.png", nrow=2, padding=2, pad_value=1.0)  # as `lwgen sample` does
+    ours = np.array(Image.open(io.BytesIO(grid_png(to_uint8(images)))))
+    assert np.array_equal(ours, np.array(Image.open(tmp_path / "cli.png")))
+    assert grid(to_uint8(images)).shape == (3, 2 + 3 * 10, 2 + 2 * 10)
+
+
+def test_zip_png_and_data_uri():
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    blob = zip_pngs(images, ["a.png", "b.png", "c.png"])
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        assert z.namelist() == ["a.png", "b.png", "c.png"]
+        back = np.array(Image.open(io.BytesIO(z.read("b.png"))))
+    assert np.array_equal(back, images[1].permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError):
+        zip_pngs(images, ["a.png"])
+    assert data_uri(images[0], 4).startswith("data:image/png;base64,")
+    assert resize(images, 4).shape == (3, 3, 4, 4) and resize(images, 16).shape == (3, 3, 16, 16)
+    assert png_bytes(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- catalog --------------------------------------------------------------------------------------------
+def test_discover_lists_good_and_broken_checkpoints(tiny_checkpoints, tmp_path):
+    for name in ("emoji-linear", "emoji-cosine"):
+        (tmp_path / name).symlink_to(tiny_checkpoints[name.split("-")[1]])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "config.json").write_text(json.dumps({"kind": "diffusion"}))
+    (tmp_path / "not-a-checkpoint").mkdir()
+    entries = discover(tmp_path)
+    assert [e.name for e in entries] == ["broken", "emoji-cosine", "emoji-linear", "no-weights"]
+    assert [e.ok for e in entries] == [False, True, True, False]
+    assert "config.json" in entries[0].error and "model.safetensors" in entries[3].error
+    diffusion = of_kind(entries, "diffusion")
+    assert [e.name for e in diffusion] == ["emoji-cosine", "emoji-linear", "no-weights"]
+    assert preferred(diffusion, "linear") == 1 and preferred(diffusion, "nothing") == 0
+    assert discover(tmp_path / "missing") == []
+
+
+# --- sampling -------------------------------------------------------------------------------------------
+def test_generate_images_matches_generate_and_is_batch_independent(cosine):
+    cond = condition_of(cosine, {"shape": "circle"})
+    seen = []
+    a = generate_images(cosine, cond, [3, 4, 5], 2, "ddim", 2.0, progress=lambda f, m: seen.append(f), batch=2)
+    b = generate_images(cosine, cond, [5], 2, "ddim", 2.0)
+    assert a.shape == (3, 3, 16, 16) and a.dtype == torch.uint8 and torch.equal(a[2], b[0])
+    direct = cosine.generate(cond.expand(3, -1), [3, 4, 5], steps=2, sampler="ddim")
+    assert torch.equal(a, to_uint8(direct))
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_generate_images_with_upscaler(cosine, tiny_checkpoints):
+    up = UpscaleModel.from_checkpoint(tiny_checkpoints["upscaler"])
+    out = generate_images(cosine, condition_of(cosine, {}), [0, 1], 1, "dpmpp", 1.0, upscaler=up)
+    assert out.shape == (2, 3, 64, 64)
+
+
+def test_frame_steps():
+    assert frame_steps(20, 4) == [4, 9, 14, 19]
+    assert frame_steps(3, 10) == [0, 1, 2]
+    assert frame_steps(10, 1) == [9]
+
+
+def test_traced_sample_keeps_frames_and_matches_generate(cosine):
+    cond = condition_of(cosine, {"color": "red"})
+    trace = traced_sample(cosine, cond, 11, 4, "dpmpp", 2.0, keep=[1, 3])
+    assert [f[0] for f in trace.frames] == [1, 3] and trace.frames[0][2].shape == (3, 16, 16)
+    assert trace.seconds > 0 and trace.steps == 4
+    assert torch.equal(trace.image, to_uint8(cosine.generate(cond, [11], steps=4))[0])
+
+
+def test_noise_shape_and_x0_images(cosine):
+    assert noise_shape(cosine) == (3, 16, 16)
+    pixels = torch.rand(1, 3, 4, 4) * 2 - 1
+    assert torch.equal(x0_image(cosine, pixels), to_uint8(pixels))
+
+    z = torch.rand(1, 4, 4, 4) * 2 - 1
+    assert x0_image(object(), z) is None  # a latent and no decoder: no picture
+
+
+def test_latent_model_pages_logic(tiny_latent_checkpoint):
+    model = DiffusionModel.from_checkpoint(tiny_latent_checkpoint)
+    assert noise_shape(model) == model.noise_shape and noise_shape(model)[0] == 4
+    trace = traced_sample(model, condition_of(model, {}), 0, 2, "ddim", 2.0, keep=[0, 1])
+    assert trace.image.shape == (3, model.resolution, model.resolution)
+    assert [f[2].shape for f in trace.frames] == [(3, model.resolution, model.resolution)] * 2  # decoded x0
+    s = model_summary(model)
+    assert s["latent"] == (4, model.unet.config.resolution) and s["autoencoder_parameters"] > 0
+
+
+def test_walk_images_share_noise_and_hit_the_endpoints(cosine):
+    a, b = condition_of(cosine, {"shape": "circle"})[0], condition_of(cosine, {"shape": "square"})[0]
+    images = walk_images(cosine, walk(a, b, 3, "slerp"), 2, 2, "ddim", 2.0)
+    assert images.shape == (3, 3, 16, 16)
+    assert torch.equal(images[0], to_uint8(cosine.generate(a[None], [2], steps=2, sampler="ddim"))[0])
+    assert torch.equal(images[2], to_uint8(cosine.generate(b[None], [2], steps=2, sampler="ddim"))[0])
+
+
+def test_turn_reports_waiting_when_the_model_is_busy():
+    import threading
+
+    lock = threading.Lock()
+    messages = []
+    lock.acquire()
+    threading.Timer(0.05, lock.release).start()
+    with turn(lock, lambda f, m: messages.append(m)):
+        assert lock.locked()
+    assert messages and "waiting" in messages[0] and not lock.locked()
+
+
+# --- embedding lab --------------------------------------------------------------------------------------
+def test_vector_at_inverts_the_map(cosine):
+    vectors, _ = condition_points(cosine, None)
+    plane = fit_plane(vectors.numpy())
+    xy = plane.transform(vectors.numpy())
+    grid_xy = click_grid(xy, n=5)
+    assert grid_xy.shape == (25, 2)
+    assert (grid_xy.min(0) < xy.min(0)).all() and (grid_xy.max(0) > xy.max(0)).all()
+    v = vector_at(plane, (0.5, -0.25))
+    assert v.shape == (1, vectors.shape[1]) and v.dtype == torch.float32
+    assert np.allclose(plane.transform(v.numpy()), [[0.5, -0.25]], atol=1e-4)
+    assert nearest(xy, tuple(xy[3]), 1) == [3]
+
+
+# --- model cards ----------------------------------------------------------------------------------------
+def test_model_summary(cosine, tiny_checkpoints):
+    s = model_summary(cosine)
+    assert s["kind"] == "diffusion" and s["parameters"] > 0 and s["gmacs"] > 0 and s["resolution"] == 16
+    assert s["schedule"] == "cosine" and s["steps"] == 4 and s["final_loss"] is not None
+    up = model_summary(UpscaleModel.from_checkpoint(tiny_checkpoints["upscaler"]))
+    assert up["kind"] == "upscaler" and up["scale"] == 4 and up["gmacs"] > 0
+
+
+def test_metric_rows_and_counts(tmp_path):
+    assert metric_rows({}) == [] and metric_rows({}, tmp_path) == []
+    rows = metric_rows({"metrics": {"fid": 12.3456, "accuracy": {"group": 0.5}, "n": 3}})
+    assert rows == [("fid", "12.35"), ("accuracy.group", "0.5"), ("n", "3")]
+    assert metric_rows({"accuracy": {"val": {"group_top1": 0.75}}}) == [("val.group_top1", "0.75")]
+    (tmp_path / "eval.json").write_text(json.dumps({"fid": 40.0, "checkpoint": "x", "seconds": 3}))
+    assert metric_rows({}, tmp_path) == [("fid", "40"), ("seconds", "3")]
+    assert human_count(1_234_567) == "1.23 M" and human_count(950) == "950" and human_count(None) == "?"
+    assert [human_duration(s) for s in (42, 750, 5400, None)] == ["42 s", "12.5 min", "1.5 h", "?"]
+    labels = torch.tensor([[0], [0], [1], [2], [2], [3]])
+    assert one_per_class(labels, 8) == [0, 2, 3, 5] and one_per_class(labels, 2) == [0, 5]
+
+
+# --- explore items --------------------------------------------------------------------------------------
+def test_items_from_gallery_and_real_images(cosine, shapes_dir):
+    g = build_gallery(cosine, per_class=1, steps=1, classes=torch.tensor([[0, 0, 0], [1, 1, 1]]))
+    gen = gallery_items(g)
+    assert gen.frame["source"].tolist() == ["generated"] * 2 and len(gen) == 2
+    real = real_items(shapes_dir, ["shape", "color", "size"], 32, limit=10)
+    assert len(real) == 10 and real.images.shape[-1] == 32 and set(real.frame["source"]) == {"real"}
+    both = combine([gen, real])
+    assert len(both) == 12 and both.images.shape[-1] == 16  # the smaller resolution wins
+    assert item_features(both).shape == (12, 3 * 16 * 16)
+    with pytest.raises(ValueError):
+        item_features(both, "classifier")
+    assert first_image_per_class(g, torch.tensor([[1, 1, 1], [3, 3, 1]])) == [1, None]
+    assert gen.frame["tag"].tolist() == ["seed 0", "seed 1"]
+    assert real.frame["tag"].iloc[0] == Path(real.frame["file"].iloc[0]).stem  # the shapes CSV has no name column
+
+
+def test_spread_subset_covers_the_map():
+    xy = np.concatenate([np.random.default_rng(0).normal(0, 0.1, (50, 2)), [[10.0, 10.0], [-10.0, 10.0]]])
+    picks = spread_subset(xy, 3)
+    assert len(picks) == 3 and {50, 51} <= set(picks)  # the far-away points are never left out
+    assert spread_subset(xy, 100) == list(range(52)) and spread_subset(xy, 0) == []

@@ -1,0 +1,172 @@
+"""Every page of the Streamlit app through streamlit.testing's AppTest, on tiny checkpoints."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from lwgen.pipeline import DiffusionModel
+from lwgen.projection import build_gallery, save_gallery
+
+torch.set_num_threads(1)
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+def make_app_checkpoints(tiny_checkpoints: dict[str, Path], root: Path, broken: bool = True) -> Path:
+    """Copies named like the shipped checkpoints (emoji-cosine with a gallery), plus a broken one, in root."""
+    for name, key in (("emoji-cosine", "cosine"), ("emoji-linear", "linear"), ("upscaler-x4", "upscaler")):
+        (root / name).mkdir()
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy(tiny_checkpoints[key] / f, root / name / f)
+    model = DiffusionModel.from_checkpoint(root / "emoji-cosine")
+    save_gallery(root / "emoji-cosine", build_gallery(model, 1, 2, source=root / "emoji-cosine"))
+    if not broken:
+        return root
+    (root / "zz-broken").mkdir()
+    (root / "zz-broken" / "config.json").write_text(json.dumps({"kind": "diffusion", "vocab": {"a": ["b"]}}))
+    (root / "zz-broken" / "model.safetensors").write_bytes(b"not a safetensors file")
+    return root
+
+
+@pytest.fixture(scope="module")
+def app_env(tiny_checkpoints, shapes_dir, tmp_path_factory) -> dict[str, Path]:
+    """Environment for the app: tiny checkpoints, a private cache, the shapes data as real images."""
+    root = make_app_checkpoints(tiny_checkpoints, tmp_path_factory.mktemp("app-checkpoints"))
+    return {"LWGEN_CHECKPOINTS": root, "LWGEN_CACHE": tmp_path_factory.mktemp("app-cache"), "LWGEN_DATA": shapes_dir}
+
+
+def open_page(env: dict, monkeypatch, page: str | None = None) -> AppTest:
+    """Run the app (optionally switched to pages/<page>.py) and check it raised nothing."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(v))
+    at = AppTest.from_file(str(APP), default_timeout=90).run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    """Press the button with this label and check the run raised nothing and showed no error."""
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_generate_page(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch)
+    labels = [s.label for s in at.selectbox]
+    assert labels[0] == "Checkpoint" and {"shape", "color", "size", "Sampler"} <= set(labels)
+    assert at.selectbox(key="gen:checkpoint").value == "emoji-cosine" and not at.image
+    at.selectbox(key="gen:emoji-cosine:shape").select("circle").run()
+    at.number_input(key="gen:count").set_value(3)
+    at.number_input(key="gen:steps").set_value(2)
+    click(at, "Generate")
+    assert len(at.image) == 3
+    assert at.code[0].value == ("lwgen sample --checkpoint " + str(app_env["LWGEN_CHECKPOINTS"] / "emoji-cosine")
+                                + " --set shape=circle -n 3 --steps 2 --sampler dpmpp --guidance 2 --seed 0 "
+                                  "--out grid.png")
+    assert len(at.get("download_button")) == 2
+
+
+def test_generate_narrows_choices_and_upscales(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch)
+    vocab = DiffusionModel.from_checkpoint(app_env["LWGEN_CHECKPOINTS"] / "emoji-cosine").vocab
+    full = at.selectbox(key="gen:emoji-cosine:size").options
+    assert full == ["any", *vocab["size"]]
+    at.selectbox(key="gen:emoji-cosine:shape").select("cross").run()
+    at.selectbox(key="gen:emoji-cosine:color").select(at.selectbox(key="gen:emoji-cosine:color").options[1]).run()
+    narrowed = at.selectbox(key="gen:emoji-cosine:size").options
+    assert narrowed[0] == "any" and set(narrowed) <= set(full)
+    at.toggle(key="gen:upscale").set_value(True).run()
+    at.number_input(key="gen:count").set_value(1)
+    at.number_input(key="gen:steps").set_value(1)
+    click(at, "Generate")
+    assert len(at.image) == 1 and "64 px" in " ".join(m.value for m in at.markdown)
+    assert "--upscale" in at.code[0].value
+
+
+def test_broken_checkpoint_is_an_error_message(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch)
+    at.selectbox(key="gen:checkpoint").select("zz-broken").run()
+    assert not at.exception
+    assert at.error and "zz-broken" in at.error[0].value and "model.safetensors" in at.error[0].value
+
+
+@pytest.mark.parametrize("page", [None, "compare", "explore", "lab", "models"])
+def test_no_checkpoints_says_how_to_train(page, app_env, monkeypatch, tmp_path):
+    at = open_page({**app_env, "LWGEN_CHECKPOINTS": tmp_path}, monkeypatch, page)
+    assert any("lwgen train diffusion" in c.value for c in at.code) and at.info
+
+
+def test_compare_page(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch, "compare")
+    assert at.selectbox(key="cmp:A:checkpoint").value == "emoji-linear"
+    assert at.selectbox(key="cmp:B:checkpoint").value == "emoji-cosine"
+    at.number_input(key="cmp:A:steps").set_value(2)
+    at.number_input(key="cmp:B:steps").set_value(3)
+    at.selectbox(key="cmp:B:sampler").select("ddim")
+    at.run()
+    assert at.multiselect(key="cmp:frames:3").value == [1, 2, 3]
+    at.multiselect(key="cmp:frames:3").set_value([2, 3])
+    click(at, "Run both")
+    assert [m.label for m in at.metric] == ["Sampling time"] * 2
+    assert len(at.image) == 2 + 1 + 2  # two final images; x0 after step 2 for A (2 steps), steps 2 and 3 for B
+    assert any("step 3 · t=" in c for im in at.image for c in im.captions)
+
+
+def test_explore_page(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch, "explore")
+    assert at.selectbox(key="exp:emoji-cosine:gallery").value == "shipped with the checkpoint"
+    assert at.multiselect(key="exp:sources").value == ["generated", "real"]
+    assert len(at.get("plotly_chart")) == 2  # image and text embeddings
+    at.selectbox(key="exp:img:method").select("t-SNE").run()
+    at.slider(key="exp:img:perplexity").set_value(5)
+    at.selectbox(key="exp:color").select("source").run()
+    at.selectbox(key="exp:txt:color").select("kind").run()
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 2
+    assert any("images, t-SNE of pixels (16 px)" in c.value for c in at.caption)
+
+
+def test_explore_builds_a_gallery(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch, "explore")
+    at.selectbox(key="exp:checkpoint").select("emoji-linear").run()
+    at.multiselect(key="exp:sources").set_value([]).run()
+    at.number_input(key="exp:build:per_class").set_value(1)
+    at.number_input(key="exp:build:steps").set_value(1)
+    click(at, "Build gallery")
+    assert at.selectbox(key="exp:emoji-linear:gallery").value == "built here: 1x1-seed0"
+    built = list((app_env["LWGEN_CACHE"] / "galleries").glob("emoji-linear-*/1x1-seed0/gallery.safetensors"))
+    assert len(built) == 1
+
+
+def test_lab_page(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch, "lab")
+    assert at.selectbox(key="lab:A:emoji-cosine:shape").value != at.selectbox(key="lab:B:emoji-cosine:shape").value
+    at.slider(key="lab:frames").set_value(3)
+    at.number_input(key="lab:steps").set_value(2)
+    at.radio(key="lab:mode").set_value("lerp")
+    click(at, "Walk")
+    assert len(at.image) == 3 and "lerp" in " ".join(m.value for m in at.markdown)
+    at.number_input(key="lab:x").set_value(0.5)
+    at.number_input(key="lab:count").set_value(2)
+    click(at, "Generate here")
+    assert len(at.image) == 3 + 2 and len(at.get("plotly_chart")) == 1
+    assert any("PC1 = 0.500" in m.value for m in at.markdown)
+
+
+def test_models_page(app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch, "models")
+    assert [m.label for m in at.metric].count("Parameters") == 3  # cosine, linear, upscaler
+    assert len(at.error) == 1 and "zz-broken" in at.error[0].value
+    assert len(at.get("plotly_chart")) == 3 and len(at.image) > 0  # loss curves; gallery samples of cosine
+    before = len(at.image)
+    next(b for b in at.button if b.label == "Generate samples").click().run()
+    assert not at.exception and len(at.image) > before
+    next(b for b in at.button if b.label == "Up-scale 4 gallery images").click().run()
+    assert not at.exception and any("x4 output (64 px)" in c for im in at.image for c in im.captions)
