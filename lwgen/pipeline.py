@@ -36,6 +36,15 @@ def _weights(tensors: dict[str, torch.Tensor], ema: bool, source: str) -> dict[s
     raise CheckpointError(f"{source}: no 'ema.*' or 'model.*' tensors in model.safetensors")
 
 
+def _from_checkpoint(cls, folder: str | Path, ema: bool):
+    """Build `cls` from a checkpoint folder's config.json and load its (EMA) weights; no pickle involved."""
+    config, tensors = load_checkpoint(Path(folder))
+    model = cls.from_config(config, str(folder))
+    load_module(model, _weights(tensors, ema, str(folder)), str(folder))
+    model.checkpoint_config = config
+    return model.eval()
+
+
 def per_sample_noise(shape: Sequence[int], generators: list[torch.Generator]) -> torch.Tensor:
     """One standard-normal tensor per generator, stacked: results do not depend on the batch size."""
     return torch.stack([torch.randn(*shape, generator=g) for g in generators])
@@ -119,11 +128,7 @@ class DiffusionModel(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "DiffusionModel":
-        config, tensors = load_checkpoint(Path(folder))
-        model = cls.from_config(config, str(folder))
-        load_module(model, _weights(tensors, ema, str(folder)), str(folder))
-        model.checkpoint_config = config
-        return model.eval()
+        return _from_checkpoint(cls, folder, ema)
 
     # --- conditions -------------------------------------------------------------------------------------
     def encode(self, values: dict[str, str]) -> torch.Tensor:
@@ -200,33 +205,37 @@ class DiffusionModel(nn.Module):
         return (c.in_channels, c.resolution, c.resolution)
 
 
-class UpscaleModel(nn.Module):
-    """The x4 (or x2) up-scaler as a loadable unit."""
+class _NetUnit(nn.Module):
+    """A single network stored under one config key (`kind`); shared loading for the up-scaler and autoencoder."""
 
-    kind = "upscaler"
+    kind = ""
+    config_cls: type = object
+    net_cls: type = nn.Module
 
-    def __init__(self, config: UpscalerConfig):
+    def __init__(self, config: Any):
         super().__init__()
-        self.net = Upscaler(config)
+        self.net = self.net_cls(config)
 
     def config_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "upscaler": dataclasses.asdict(self.net.config)}
+        return {"kind": self.kind, self.kind: dataclasses.asdict(self.net.config)}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], source: str = "config") -> "UpscaleModel":
+    def from_config(cls, config: dict[str, Any], source: str = "config"):
         if config.get("kind") != cls.kind:
-            raise CheckpointError(f"{source}: not an up-scaler checkpoint (kind={config.get('kind')!r})")
-        if "upscaler" not in config:
-            raise CheckpointError(f"{source}: config.json lacks 'upscaler'")
-        return cls(_build(UpscalerConfig, config["upscaler"], source, "upscaler"))
+            raise CheckpointError(f"{source}: not an {cls.kind} checkpoint (kind={config.get('kind')!r})")
+        if cls.kind not in config:
+            raise CheckpointError(f"{source}: config.json lacks {cls.kind!r}")
+        return cls(_build(cls.config_cls, config[cls.kind], source, cls.kind))
 
     @classmethod
-    def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "UpscaleModel":
-        config, tensors = load_checkpoint(Path(folder))
-        model = cls.from_config(config, str(folder))
-        load_module(model, _weights(tensors, ema, str(folder)), str(folder))
-        model.checkpoint_config = config
-        return model.eval()
+    def from_checkpoint(cls, folder: str | Path, ema: bool = True):
+        return _from_checkpoint(cls, folder, ema)
+
+
+class UpscaleModel(_NetUnit):
+    """The x4 (or x2) up-scaler as a loadable unit."""
+
+    kind, config_cls, net_cls = "upscaler", UpscalerConfig, Upscaler
 
     @torch.no_grad()
     def upscale(self, images: torch.Tensor, bf16: bool = True, batch: int = 16) -> torch.Tensor:
@@ -241,33 +250,10 @@ class UpscaleModel(nn.Module):
         return self.net(x)
 
 
-class AutoencoderModel(nn.Module):
+class AutoencoderModel(_NetUnit):
     """The image autoencoder as a loadable unit (trained on its own, then built into diffusion checkpoints)."""
 
-    kind = "autoencoder"
-
-    def __init__(self, config: AutoencoderConfig):
-        super().__init__()
-        self.net = Autoencoder(config)
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "autoencoder": dataclasses.asdict(self.net.config)}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], source: str = "config") -> "AutoencoderModel":
-        if config.get("kind") != cls.kind:
-            raise CheckpointError(f"{source}: not an autoencoder checkpoint (kind={config.get('kind')!r})")
-        if "autoencoder" not in config:
-            raise CheckpointError(f"{source}: config.json lacks 'autoencoder'")
-        return cls(_build(AutoencoderConfig, config["autoencoder"], source, "autoencoder"))
-
-    @classmethod
-    def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "AutoencoderModel":
-        config, tensors = load_checkpoint(Path(folder))
-        model = cls.from_config(config, str(folder))
-        load_module(model, _weights(tensors, ema, str(folder)), str(folder))
-        model.checkpoint_config = config
-        return model.eval()
+    kind, config_cls, net_cls = "autoencoder", AutoencoderConfig, Autoencoder
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x, noise)

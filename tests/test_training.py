@@ -1,6 +1,5 @@
 """Trainer: exact resume after SIGKILL, NaN stop, LR and EMA schedules, the CLI on synthetic data."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -121,38 +121,36 @@ def run_diffusion(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_upscaler(args: argparse.Namespace) -> int:
-    """Train the up-scaler on (area-downsampled, original) pairs."""
+def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, describe, meta: dict) -> int:
+    """Shared body of `train upscaler` and `train autoencoder`: one network, uniform sampling, no labels."""
     prev = _resumed_config(args.out, args.resume)
     table = _load(args, [])
     config = dataclass_from_args(TrainConfig, args)
     torch.manual_seed(config.seed)
-    model = UpscaleModel.from_config(prev, str(args.out)) if prev else \
-        UpscaleModel(dataclass_from_args(UpscalerConfig, args, prefix="up_"))
-    print(f"{len(table)} images; up-scaler x{model.net.config.scale}: {count_parameters(model) / 1e6:.2f} M parameters")
-    task = UpscalerTask(model, table.images, config, crop=args.crop)
-    trainer = Trainer(task, config, args.out, torch.ones(len(table)), meta=_provenance(args, table),
-                      progress=not args.no_progress)
+    model = unit.from_config(prev, str(args.out)) if prev else unit(dataclass_from_args(unit.config_cls, args, prefix))
+    print(f"{len(table)} images; {describe(model)}: {count_parameters(model) / 1e6:.2f} M parameters")
+    trainer = Trainer(make_task(model, table.images, config), config, args.out, torch.ones(len(table)),
+                      meta={**_provenance(args, table), **meta}, progress=not args.no_progress)
     _report(trainer.run(resume=args.resume), args.out)
     return 0
+
+
+def run_upscaler(args: argparse.Namespace) -> int:
+    """Train the up-scaler on (area-downsampled, original) pairs."""
+    return _train_unit(args, UpscaleModel, "up_",
+                       lambda m, images, c: UpscalerTask(m, images, c, crop=args.crop),
+                       lambda m: f"up-scaler x{m.net.config.scale}", {})
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:
     """Train the image autoencoder on reconstruction."""
-    prev = _resumed_config(args.out, args.resume)
-    table = _load(args, [])
-    config = dataclass_from_args(TrainConfig, args)
-    torch.manual_seed(config.seed)
-    model = AutoencoderModel.from_config(prev, str(args.out)) if prev else \
-        AutoencoderModel(dataclass_from_args(AutoencoderConfig, args, prefix="ae_"))
-    f, lat = model.net.config.factor, model.net.config.latent_channels
-    print(f"{len(table)} images; autoencoder {args.size} px -> {lat} x {args.size // f} x {args.size // f}: "
-          f"{count_parameters(model) / 1e6:.2f} M parameters")
-    task = AutoencoderTask(model, table.images, config, size=args.size)
-    trainer = Trainer(task, config, args.out, torch.ones(len(table)),
-                      meta={**_provenance(args, table), "size": args.size}, progress=not args.no_progress)
-    _report(trainer.run(resume=args.resume), args.out)
-    return 0
+    def describe(m: AutoencoderModel) -> str:
+        f, lat = m.net.config.factor, m.net.config.latent_channels
+        return f"autoencoder {args.size} px -> {lat} x {args.size // f} x {args.size // f}"
+
+    return _train_unit(args, AutoencoderModel, "ae_",
+                       lambda m, images, c: AutoencoderTask(m, images, c, size=args.size), describe,
+                       {"size": args.size})
 
 
 def _report(summary: dict, out: Path) -> None:
