@@ -3,21 +3,14 @@ import streamlit as st
 import torch
 
 from lwgen.app import state, ui
-from lwgen.app.catalog import of_kind
 from lwgen.app.conditions import describe, starting_condition
 from lwgen.app.images import to_numpy
-from lwgen.app.navigation import require_app
 from lwgen.app.runner import condition_of, frame_steps, noise_shape, traced_sample
 
-require_app()
-st.title("Compare")
-st.caption("One condition, one seed: both runs start from the same noise, so every difference comes from the "
-           "model (noise schedule) or the sampler settings. The strips show each run's clean-image prediction "
-           "x0 at evenly spaced steps.")
-diffusion = of_kind(state.catalog(), "diffusion")
-if not diffusion:
-    ui.no_checkpoints()
-    st.stop()
+_, diffusion = ui.start_page(
+    "Compare", "One condition, one seed: both runs start from the same noise, so every difference comes from the "
+    "model (noise schedule) or the sampler settings. The strips show each run's clean-image prediction x0 at "
+    "evenly spaced steps.")
 
 sides = {}
 cols = st.columns(2, gap="large")

@@ -3,13 +3,11 @@ import streamlit as st
 import torch
 
 from lwgen.app import state, ui
-from lwgen.app.catalog import of_kind
 from lwgen.app.conditions import known_combinations
 from lwgen.app.explore import (SOURCE, TAG, combine, first_image_per_class, gallery_items, has_real_data,
                                item_features, spread_subset)
 from lwgen.app.figures import THUMBNAIL_LIMIT, THUMBNAIL_STEPS, thumbnail_scatter
 from lwgen.app.images import data_uri
-from lwgen.app.navigation import require_app
 from lwgen.app.paths import data_root, display_path
 from lwgen.app.selection import captions, selected_indices, selection_summary
 from lwgen.projection import METHODS, build_gallery, save_gallery, weights_hash
@@ -36,13 +34,7 @@ def projection_inputs(key: str, n: int) -> dict:
     return params
 
 
-require_app()
-st.title("Explore")
-entries = state.catalog()
-diffusion = of_kind(entries, "diffusion")
-if not diffusion:
-    ui.no_checkpoints()
-    st.stop()
+entries, diffusion = ui.start_page("Explore")
 top = st.columns([1, 2])
 with top[0]:
     entry = ui.pick_checkpoint(diffusion, "Checkpoint", "exp:checkpoint")

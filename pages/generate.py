@@ -6,16 +6,9 @@ from lwgen.app.catalog import of_kind
 from lwgen.app.command import sample_command
 from lwgen.app.conditions import describe, starting_condition
 from lwgen.app.images import grid_png, zip_pngs
-from lwgen.app.navigation import require_app
 from lwgen.app.runner import condition_of, generate_images
 
-require_app()
-st.title("Generate")
-entries = state.catalog()
-diffusion = of_kind(entries, "diffusion")
-if not diffusion:
-    ui.no_checkpoints()
-    st.stop()
+entries, diffusion = ui.start_page("Generate")
 
 left, right = st.columns([1, 2], gap="large")
 with left:

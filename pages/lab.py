@@ -2,23 +2,16 @@
 import streamlit as st
 
 from lwgen.app import state, ui
-from lwgen.app.catalog import of_kind
 from lwgen.app.conditions import describe, starting_condition
 from lwgen.app.figures import condition_map
 from lwgen.app.lab import click_grid, nearest, vector_at
-from lwgen.app.navigation import require_app
 from lwgen.app.runner import condition_of, generate_images, walk_images
 from lwgen.app.selection import clicked_position
 from lwgen.projection import fit_plane, walk
 from lwgen.projection.interpolate import MODES
 from lwgen.projection.text import condition_points
 
-require_app()
-st.title("Embedding lab")
-diffusion = of_kind(state.catalog(), "diffusion")
-if not diffusion:
-    ui.no_checkpoints()
-    st.stop()
+_, diffusion = ui.start_page("Embedding lab")
 entry = ui.pick_checkpoint(diffusion, "Checkpoint", "lab:checkpoint")
 loaded = ui.load_or_error(entry)
 if loaded is None:

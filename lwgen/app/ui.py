@@ -8,11 +8,12 @@ import streamlit as st
 import torch
 
 from ..checkpoint import CheckpointError
-from .catalog import Entry, preferred
+from .catalog import Entry, of_kind, preferred
 from .conditions import ANY, attribute_options
 from .images import columns_for, to_numpy
 from .paths import TRAIN_HINT, checkpoints_root, display_path
-from .state import Loaded, load
+from .navigation import require_app
+from .state import Loaded, catalog, load
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
 SAMPLER_HELP = ("dpmpp: DPM-Solver++(2M), sharp in 10-20 steps; ddim: deterministic DDIM; "
@@ -26,6 +27,20 @@ def guard(what: str) -> Iterator[None]:
         yield
     except Exception as e:  # noqa: BLE001 - the page must stay usable whatever went wrong
         st.error(f"{what}: {e}" if str(e) else f"{what}: {type(e).__name__}")
+
+
+def start_page(title: str, caption: str = "") -> tuple[list[Entry], list[Entry]]:
+    """Title a page and list (all, diffusion) checkpoints; with no diffusion checkpoint, show how to get one and stop."""
+    require_app()
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    entries = catalog()
+    diffusion = of_kind(entries, "diffusion")
+    if not diffusion:
+        no_checkpoints()
+        st.stop()
+    return entries, diffusion
 
 
 def no_checkpoints(kind: str | None = "diffusion") -> None:
