@@ -46,8 +46,10 @@ def parse_values(items: list[str]) -> dict[str, str]:
 
 def run_sample(args: argparse.Namespace) -> int:
     """Generate n images for one condition and save them as a grid."""
-    from torchvision.utils import save_image
+    from PIL import Image
 
+    from .data.images import image_grid, to_uint8
+    from .io import atomic_write
     from .pipeline import DiffusionModel, UpscaleModel
 
     if not 1 <= args.n <= 1024:
@@ -60,8 +62,8 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.upscale:
         images = UpscaleModel.from_checkpoint(args.upscaler).upscale(images, bf16=not args.fp32)
     nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_image((images + 1) / 2, args.out, nrow=nrow, padding=2, pad_value=1.0)
+    grid = image_grid(to_uint8(images), nrow).permute(1, 2, 0).numpy()  # (H, W, 3)
+    atomic_write(args.out, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
     print(f"wrote {args.out} ({args.n} images, {images.shape[-1]} px) in {time.perf_counter() - t0:.1f} s")
     return 0
 

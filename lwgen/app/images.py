@@ -10,9 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.utils import make_grid
 
-from ..projection.gallery import to_uint8
+from ..data.images import image_grid, to_uint8
 
 __all__ = ["to_uint8", "png_bytes", "grid", "grid_png", "zip_pngs", "resize", "data_uri"]
 
@@ -36,7 +35,7 @@ def grid_rows(n: int) -> int:
 
 def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> one uint8 (3, H', W') grid with white padding, laid out like `lwgen sample`."""
-    return make_grid(images, nrow=nrow or grid_rows(len(images)), padding=padding, pad_value=255)
+    return image_grid(images, nrow or grid_rows(len(images)), padding)
 
 
 def grid_png(images: torch.Tensor, nrow: int | None = None) -> bytes:

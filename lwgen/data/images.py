@@ -154,3 +154,21 @@ def downsample(x: torch.Tensor, factor: int, chunk: int = 256) -> torch.Tensor:
     parts = [op(part, factor) for part in batch.split(chunk)] if len(batch) else [op(batch, factor)]
     out = torch.cat(parts) if len(parts) > 1 else parts[0]
     return out[0] if x.dim() == 3 else out
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8, rounded as torchvision's save_image does (x * 255 + 0.5, clamped)."""
+    return ((images.float() + 1) / 2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+
+
+def image_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int = 255) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> one uint8 (3, H', W') grid, `nrow` images a row, laid out as torchvision's make_grid."""
+    n, c, h, w = images.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    out = torch.full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value,
+                     dtype=images.dtype)
+    for i, image in enumerate(images):
+        y, x = (i // cols) * (h + padding) + padding, (i % cols) * (w + padding) + padding
+        out[:, y:y + h, x:x + w] = image
+    return out

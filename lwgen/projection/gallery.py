@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..checkpoint import WEIGHTS, CheckpointError, read_tensors, write_json, write_tensors
+from ..data.images import to_uint8
 from ..models import NULL
 from .combinations import default_classes
 
@@ -62,11 +63,6 @@ def weights_hash(folder: str | Path) -> str:
                 h.update(chunk)
         _HASHES[key] = h.hexdigest()[:16]
     return _HASHES[key]
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8, rounded exactly as torchvision's save_image (so `lwgen sample` PNGs match)."""
-    return ((images.float() + 1) / 2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
 
 
 def build_gallery(model: Any, per_class: int = 4, steps: int = 20, seed: int = 0, progress: Progress | None = None,

@@ -5,7 +5,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.manifold import TSNE  # imported with the module: 2 s that the first map should not wait for
 
 METHODS = ("PCA", "t-SNE", "UMAP")
 
@@ -68,6 +67,8 @@ def project(x: np.ndarray, method: str = "PCA", seed: int = 0, perplexity: float
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "t-SNE":
+            from sklearn.manifold import TSNE  # lazy: the CLI imports this package too (see lwgen/app/explore.py)
+
             p = float(min(max(perplexity, 2.0), (n - 1) / 3))
             # 500 iterations (250 of them early exaggeration) settle a map of a few thousand points; on 2 cores
             # this halves the time of the default 1000 (benchmarks/app_latency.py)

@@ -5,7 +5,6 @@ import argparse
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from ..checkpoint import read_config
 from ..config_args import add_dataclass_args, dataclass_from_args
@@ -112,6 +111,8 @@ def run_diffusion(args: argparse.Namespace) -> int:
     preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
 
     def preview(ema: DiffusionModel) -> torch.Tensor:
+        from torchvision.utils import make_grid  # lazy: importing torchvision costs every `lwgen` command 2 s
+
         imgs = ema.generate(ema.condition(preview_labels), seeds=range(16), steps=20, guidance=2.0)
         return make_grid((imgs + 1) / 2, nrow=8)
 
