@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import lwgen.app.explore  # noqa: F401  (what the Explore page loads, sklearn.manifold included)
 from lwgen.app.runner import condition_of, generate_images
 from lwgen.pipeline import DiffusionModel
 from lwgen.projection import load_gallery, pixel_features, project
