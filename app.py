@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
     st.Page("pages/lab.py", title="Embedding lab", icon=":material/science:"),
     st.Page("pages/models.py", title="Models", icon=":material/memory:"),
+    st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
 ]
 page = st.navigation(pages)
 with st.sidebar:

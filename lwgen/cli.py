@@ -1,4 +1,4 @@
-"""The `lwgen` command: data, train, sample, export, info."""
+"""The `lwgen` command: data, train, tune, sample, export, info."""
 from __future__ import annotations
 
 import argparse
@@ -69,15 +69,59 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def _export_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a release copy of a checkpoint (EMA weights only, half precision)")
+    p = sub.add_parser("export", help="write a release copy of a checkpoint (EMA weights only, half precision), or "
+                                      "`export tensorboard`: a TensorBoard projector of its gallery",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="`lwgen export --checkpoint X --out Y` writes a release copy of X. `lwgen export "
+                                   "tensorboard --checkpoint X --out Y` writes a TensorBoard projector folder of the "
+                                   "gallery shipped beside X (sprite, metadata.tsv, tensors.tsv, "
+                                   "projector_config.pbtxt); open it with `tensorboard --logdir Y`, Projector tab.")
+    p.add_argument("what", nargs="?", choices=("release", "tensorboard"), default="release",
+                   help="what to export")
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16")
+    p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16",
+                   help="release: weight precision")
+    p.add_argument("--features", choices=("pixels", "classifier"), default="pixels",
+                   help="tensorboard: the vectors to project, the 16 px pixels (768 values) or the classifier's "
+                        "pooled features, as on the app's Explore page")
+    p.add_argument("--classifier", type=Path, default=Path("checkpoints/classifier"),
+                   help="tensorboard: classifier checkpoint of --features classifier")
+    p.add_argument("--thumb", type=int, default=0,
+                   help="tensorboard: thumbnail side in the sprite (0: the gallery's image size, smaller when "
+                        "needed to keep the sprite within 8192 px)")
     p.set_defaults(func=run_export)
+
+
+def run_export_tensorboard(args: argparse.Namespace) -> int:
+    """The gallery beside a diffusion checkpoint as a TensorBoard projector folder."""
+    from .projection.features import classifier_features, load_classifier, pixel_features
+    from .projection.gallery import load_gallery
+    from .projection.tensorboard import write_projector
+
+    gallery = load_gallery(args.checkpoint)
+    if gallery is None:
+        raise CheckpointError(f"{args.checkpoint}: no gallery (gallery.safetensors and gallery.json); "
+                              f"`lwgen gallery --checkpoint {args.checkpoint}` writes one")
+    if args.features == "classifier":
+        classifier = load_classifier(args.classifier)
+        if classifier is None:
+            raise CheckpointError(f"{args.classifier}: no usable classifier checkpoint for --features classifier")
+        features, what = classifier_features(classifier, gallery.images), "classifier features"
+    else:
+        features, what = pixel_features(gallery.images, 16), "pixels, 16 px"
+    name = f"{args.checkpoint.resolve().name} gallery ({what})"
+    done = write_projector(gallery, features, args.out, name, args.thumb)
+    print(f"wrote {args.out}: {done.count} images, {what} ({done.dims} values each), sprite of {done.per_row} x "
+          f"{done.per_row} thumbnails of {done.thumb} px ({done.sprite_side} px)")
+    print(f"view it with: tensorboard --logdir {args.out}   (Projector tab)")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
     """Keep the EMA weights (or the raw ones if there is no EMA), cast, and copy the config."""
+    if args.what == "tensorboard":
+        return run_export_tensorboard(args)
     from .checkpoint import load_checkpoint, module_state, save_checkpoint
 
     config, tensors = load_checkpoint(args.checkpoint)
@@ -141,12 +185,14 @@ def run_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_parser as add_data
     from .training.cli import add_parser as add_train
+    from .tuning.cli import add_parser as add_tune
 
     parser = argparse.ArgumentParser(prog="lwgen", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lwgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_data(sub)
     add_train(sub)
+    add_tune(sub)
     _sample_parser(sub)
     _export_parser(sub)
     _info_parser(sub)
@@ -161,8 +207,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def expand_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Insert the flags of a subcommand's `--config FILE` (a JSON object) right after the subcommand, so that the
+    flags given on the command line, which come later, override the file."""
+    import json
+
+    from .config_args import config_argv
+
+    leaf, pos = parser, 0
+    while True:
+        sub = next((a for a in leaf._actions if isinstance(a, argparse._SubParsersAction)), None)  # noqa: SLF001
+        at = next((i for i in range(pos, len(argv)) if sub is not None and argv[i] in sub.choices), None)
+        if at is None:
+            break
+        leaf, pos = sub.choices[argv[at]], at + 1
+    if not any("--config" in a.option_strings for a in leaf._actions):  # noqa: SLF001
+        return argv
+    path = None
+    for i in range(pos, len(argv)):
+        if argv[i] == "--":
+            break
+        if argv[i] == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif argv[i].startswith("--config="):
+            path = argv[i].split("=", 1)[1]
+    if path is None:
+        return argv
+    try:
+        values = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ValueError(f"--config {path}: cannot be read ({e.strerror or e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--config {path}: not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of flag values")
+    return argv[:pos] + config_argv(leaf, values, f"--config {path}") + argv[pos:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = expand_config(parser, argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (DataError, CheckpointError, ConditionError, ValueError) as e:

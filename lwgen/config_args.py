@@ -10,8 +10,9 @@ T = TypeVar("T")
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
-                       skip: tuple[str, ...] = (), help_prefix: str = "") -> None:
-    """One `--prefix-field` flag per dataclass field, typed and defaulted from the field."""
+                       skip: tuple[str, ...] = (), help_prefix: str = "", helps: dict[str, str] | None = None) -> None:
+    """One `--prefix-field` flag per dataclass field, typed and defaulted from the field (`helps`: field ->
+    help text)."""
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(help_prefix or cls.__name__)
     for f in dataclasses.fields(cls):
@@ -22,15 +23,16 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         hint = hints[f.name]
         origin = typing.get_origin(hint)
         dest = (prefix + f.name).replace("-", "_")
+        text = (helps or {}).get(f.name, " ")
         if hint is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
-                               help=" ")
+                               help=text)
         elif origin in (tuple, list):
             inner = typing.get_args(hint)[0]
             group.add_argument(flag, dest=dest, type=inner, nargs="*", default=default,
-                               help=" ")
+                               help=text)
         else:
-            group.add_argument(flag, dest=dest, type=hint, default=default, help=" ")
+            group.add_argument(flag, dest=dest, type=hint, default=default, help=text)
 
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:
@@ -42,3 +44,45 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace, prefix: str = ""
             values[f.name] = getattr(args, key)
     values.update(overrides)
     return cls(**values)
+
+
+def config_argv(parser: argparse.ArgumentParser, values: dict[str, Any], source: str = "config") -> list[str]:
+    """Command-line tokens that set `values` ({flag name or dest: value}) on parser's optional flags.
+
+    Keys may be written as the flag (`unet-base-channels`, `--unet-base-channels`) or as its dest
+    (`unet_base_channels`). Lists become several values, booleans `--flag` / `--no-flag` (or nothing for a
+    false switch), None is skipped. Parsing the tokens before the user's own flags makes the flags override
+    the file; argparse checks the values as it checks typed flags.
+    """
+    by_dest: dict[str, argparse.Action] = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse offers no public listing of a parser's actions
+        if action.option_strings and action.dest not in ("help", "config"):
+            by_dest.setdefault(action.dest, action)
+    tokens: list[str] = []
+    for key, value in values.items():
+        dest = str(key).lstrip("-").replace("-", "_")
+        action = by_dest.get(dest)
+        if action is None:
+            valid = ", ".join(sorted(a.option_strings[0].lstrip("-") for a in by_dest.values()))
+            raise ValueError(f"{source}: unknown setting {key!r}; valid settings: {valid}")
+        if value is None:
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if isinstance(action, argparse.BooleanOptionalAction):
+            if not isinstance(value, bool):
+                raise ValueError(f"{source}: {key!r} must be true or false, got {value!r}")
+            tokens.append(flag if value else "--no-" + flag[2:])
+        elif action.nargs == 0:  # store_true / store_false switches
+            if not isinstance(value, bool):
+                raise ValueError(f"{source}: {key!r} must be true or false, got {value!r}")
+            if value != bool(action.default):
+                tokens.append(flag)
+        elif isinstance(value, (list, tuple)):
+            if action.nargs not in ("*", "+") and not isinstance(action.nargs, int):
+                raise ValueError(f"{source}: {key!r} takes one value, got a list")
+            tokens += [flag, *map(str, value)]
+        elif isinstance(value, dict):
+            raise ValueError(f"{source}: {key!r} must be a value, not an object")
+        else:
+            tokens += [flag, str(value)]
+    return tokens

@@ -16,6 +16,27 @@ torch.set_num_threads(1)
 APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
+def make_tiny_study(path: Path, name: str = "tiny", completed: int = 3) -> str:
+    """An SQLite Optuna study of fake trials (no training): `completed` complete ones and one pruned; its URL."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    url = f"sqlite:///{path}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=url, study_name=name, direction="minimize", load_if_exists=True)
+    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "schedule": CategoricalDistribution(["linear", "cosine"]),
+             "unet_base_channels": CategoricalDistribution([32, 64])}
+    points = [(1e-3, "cosine", 64, 0.3), (3e-3, "linear", 32, 0.5), (5e-4, "cosine", 32, 0.4)][:completed]
+    for i, (lr, schedule, width, value) in enumerate(points):
+        study.add_trial(create_trial(params={"lr": lr, "schedule": schedule, "unet_base_channels": width},
+                                     distributions=dists, value=value, intermediate_values={1: value + 0.1, 2: value},
+                                     user_attrs={"steps": 10 * (i + 1)}))
+    study.add_trial(create_trial(params={"lr": 2e-3, "schedule": "linear", "unet_base_channels": 64},
+                                 distributions=dists, state=TrialState.PRUNED, intermediate_values={1: 0.9}))
+    return url
+
+
 def make_app_checkpoints(tiny_checkpoints: dict[str, Path], root: Path, broken: bool = True) -> Path:
     """Copies named like the shipped checkpoints (emoji-cosine with a gallery), plus a broken one, in root."""
     for name, key in (("emoji-cosine", "cosine"), ("emoji-linear", "linear"), ("upscaler-x4", "upscaler")):
@@ -170,3 +191,30 @@ def test_models_page(app_env, monkeypatch):
     assert not at.exception and len(at.image) > before
     next(b for b in at.button if b.label == "Up-scale 4 gallery images").click().run()
     assert not at.exception and any("x4 output (64 px)" in c for im in at.image for c in im.captions)
+
+
+def test_tuning_page_shows_a_study(app_env, monkeypatch, tmp_path):
+    url = make_tiny_study(tmp_path / "tune.db")
+    at = open_page({**app_env, "LWGEN_TUNE_STORAGE": url}, monkeypatch, "tuning")
+    assert at.text_input(key="tune:storage").value == url and at.selectbox(key="tune:study").value == "tiny"
+    assert not at.error and [m.value for m in at.metric] == ["4", "3", "1", "0 / 0", "0.3000"]
+    table = at.dataframe[0].value
+    assert list(table["trial"]) == [0, 1, 2, 3] and list(table["state"])[-1] == "pruned"
+    assert len(at.get("plotly_chart")) == 3  # history, importances, parallel coordinates
+    assert any("trial 0" in m.value for m in at.markdown)
+
+
+def test_tuning_page_explains_what_is_missing(app_env, monkeypatch, tmp_path):
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    at = open_page({**app_env, "LWGEN_TUNE_STORAGE": missing}, monkeypatch, "tuning")
+    assert "does not exist yet" in at.info[0].value and "lwgen tune" in at.code[0].value
+    assert not (tmp_path / "none.db").exists()  # looking does not create it
+    import optuna
+
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'empty.db'}")  # tables, no study
+    at.text_input(key="tune:storage").set_value(f"sqlite:///{tmp_path / 'empty.db'}").run()
+    assert not at.exception and "holds no study yet" in at.info[0].value
+    one = make_tiny_study(tmp_path / "one.db", completed=1)
+    at.text_input(key="tune:storage").set_value(one).run()
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 2
+    assert any("need at least 2 completed trials (1 so far)" in i.value for i in at.info)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app_pages import make_app_checkpoints
+from test_app_pages import make_app_checkpoints, make_tiny_study
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,8 +28,9 @@ PAGES = [
     ("compare", "compare", "Run both", "[data-testid='stImage'] img"),
     ("lab", "lab", "Walk", "[data-testid='stImage'] img"),
     ("models", "models", None, "[data-testid='stImage'] img"),
+    ("tuning", "tuning", None, ".js-plotly-plot"),
 ]
-MENU = ["Generate", "Compare", "Explore", "Embedding lab", "Models"]
+MENU = ["Generate", "Compare", "Explore", "Embedding lab", "Models", "Tuning"]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)")
@@ -52,6 +53,8 @@ def server(tiny_checkpoints, shapes_dir, tmp_path_factory):
         folder = make_app_checkpoints(tiny_checkpoints, tmp_path_factory.mktemp("e2e-ck"), broken=False)
         env["LWGEN_CHECKPOINTS"] = str(folder)
         env["LWGEN_DATA"] = str(shapes_dir)
+    if not env.get("LWGEN_TUNE_STORAGE"):
+        env["LWGEN_TUNE_STORAGE"] = make_tiny_study(tmp_path_factory.mktemp("e2e-tune") / "tune.db")
     port = free_port()
     log = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
     with open(log, "w") as out:

@@ -1,4 +1,5 @@
-"""`lwgen train diffusion|upscaler`: flags generated from the config dataclasses."""
+"""`lwgen train autoencoder|diffusion|upscaler`: flags generated from the config dataclasses; several processes
+under torchrun train one model data-parallel."""
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,16 @@ from ..data import ImageTable, class_balanced_weights
 from ..diffusion import ScheduleConfig
 from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
 from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
+from . import distributed
 from .config import TrainConfig
+from .loggers import require_wandb
 from .tasks import AutoencoderTask, DiffusionTask, UpscalerTask
 from .trainer import Trainer
+
+TRAIN_HELPS = {
+    "batch": "images per step in each process; under torchrun the effective batch is batch x the number of "
+             "processes (--nproc_per_node x --nnodes)",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     _data_args(a, attributes=False)
     a.add_argument("--size", type=int, default=64, help="image side the autoencoder is trained at")
     add_dataclass_args(a, AutoencoderConfig, prefix="ae_", help_prefix="autoencoder architecture")
-    add_dataclass_args(a, TrainConfig, help_prefix="training")
+    add_dataclass_args(a, TrainConfig, help_prefix="training", helps=TRAIN_HELPS)
     a.set_defaults(func=run_autoencoder, min_snr_gamma=0.0, batch=32)
     d = sub.add_parser("diffusion", help="train the class-conditional diffusion generator",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -37,19 +45,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="autoencoder checkpoint: diffuse in its latent (its weights are copied into --out)")
     add_dataclass_args(d, UNetConfig, prefix="unet_", skip=("cond_dim", "in_channels"),
                        help_prefix="U-Net architecture (resolution: of the latent, or of the pixels)")
-    add_dataclass_args(d, TrainConfig, help_prefix="training")
+    add_dataclass_args(d, TrainConfig, help_prefix="training", helps=TRAIN_HELPS)
     d.set_defaults(func=run_diffusion)
     u = sub.add_parser("upscaler", help="train the x4 up-scaler on area-downsampled images",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _data_args(u, attributes=False)
     u.add_argument("--crop", type=int, default=128, help="high-resolution crop side used for training")
     add_dataclass_args(u, UpscalerConfig, prefix="up_", help_prefix="up-scaler architecture")
-    add_dataclass_args(u, TrainConfig, help_prefix="training")
+    add_dataclass_args(u, TrainConfig, help_prefix="training", helps=TRAIN_HELPS)
     u.set_defaults(func=run_upscaler, lr=1e-3, min_snr_gamma=0.0, batch=16)
     return p
 
 
 def _data_args(p: argparse.ArgumentParser, attributes: bool) -> None:
+    p.add_argument("--config", type=Path, default=None,
+                   help="JSON object of flag values ({\"lr\": 0.001, \"unet-base-channels\": 48, ...}; keys are "
+                        "flag names without the dashes); flags on the command line override it")
     p.add_argument("--data", required=True, type=Path, help="folder with the images and the annotation CSV")
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
@@ -62,13 +73,34 @@ def _data_args(p: argparse.ArgumentParser, attributes: bool) -> None:
     p.add_argument("--load-size", type=int, default=256, help="images are loaded at this size, then area-downsampled")
     p.add_argument("--skip-bad", action="store_true", help="skip rows with missing or broken images (listed in a report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log loss, learning rate, speed and sample grids to Weights & Biases (pip install "
+                        "wandb; WANDB_MODE=offline needs no account)")
+    p.add_argument("--wandb-project", default="lwgen", help="Weights & Biases project of --wandb")
 
 
-def _load(args: argparse.Namespace, attributes: list[str], vocab: dict | None = None) -> ImageTable:
+def _load(args: argparse.Namespace, attributes: list[str], env: distributed.Dist,
+          vocab: dict | None = None) -> ImageTable:
     split = args.split or None
-    return ImageTable.load(args.data, attributes, size=args.load_size, csv=args.csv, file_column=args.file_column,
-                           fit=args.fit, skip_bad=args.skip_bad, vocab=vocab, split=split,
-                           progress=not args.no_progress)
+    with distributed.local_main_first(env):  # the first process of each machine fills the image cache
+        return ImageTable.load(args.data, attributes, size=args.load_size, csv=args.csv,
+                               file_column=args.file_column, fit=args.fit, skip_bad=args.skip_bad, vocab=vocab,
+                               split=split, progress=not args.no_progress and env.is_main)
+
+
+def _start(args: argparse.Namespace) -> distributed.Dist:
+    """Check the logging options, then join the process group when torchrun started this process."""
+    if args.wandb:
+        require_wandb()
+    env = distributed.setup()
+    if env.enabled and env.is_main:
+        print(f"{env.world_size} processes (torchrun): {args.batch} images per process and step, effective batch "
+              f"{args.batch * env.world_size}")
+    return env
+
+
+def _say(env: distributed.Dist):
+    return print if env.is_main else (lambda *a, **k: None)
 
 
 def _provenance(args: argparse.Namespace, table: ImageTable) -> dict:
@@ -84,9 +116,18 @@ def _resumed_config(out: Path, resume: bool) -> dict | None:
 
 
 def run_diffusion(args: argparse.Namespace) -> int:
-    """Train the diffusion generator (resumable with --resume)."""
+    """Train the diffusion generator (resumable with --resume; data-parallel under torchrun)."""
+    env = _start(args)
+    try:
+        return _run_diffusion(args, env)
+    finally:
+        distributed.teardown()
+
+
+def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
+    say = _say(env)
     prev = _resumed_config(args.out, args.resume)
-    table = _load(args, args.attributes, vocab=prev["vocab"] if prev else None)
+    table = _load(args, args.attributes, env, vocab=prev["vocab"] if prev else None)
     config = dataclass_from_args(TrainConfig, args)
     torch.manual_seed(config.seed)
     if prev:
@@ -103,10 +144,10 @@ def run_diffusion(args: argparse.Namespace) -> int:
     if balance not in args.attributes:
         raise SystemExit(f"error: --balance-attribute {balance!r} is not one of --attributes")
     weights = class_balanced_weights(table.labels, args.attributes.index(balance), config.balance_power)
-    print(f"{len(table)} images, attributes: " + ", ".join(f"{a} ({len(v)} values)" for a, v in table.vocab.items()))
+    say(f"{len(table)} images, attributes: " + ", ".join(f"{a} ({len(v)} values)" for a, v in table.vocab.items()))
     space = f"{model.noise_shape} latent" if model.autoencoder is not None else "pixel space"
-    print(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters in {space}, schedule "
-          f"{model.schedule.name}, {model.schedule.prediction}-prediction, {model.resolution} px images")
+    say(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters in {space}, schedule "
+        f"{model.schedule.name}, {model.schedule.prediction}-prediction, {model.resolution} px images")
     task = DiffusionTask(model, table.images, table.labels, config)
     preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
 
@@ -117,23 +158,35 @@ def run_diffusion(args: argparse.Namespace) -> int:
         return make_grid((imgs + 1) / 2, nrow=8)
 
     trainer = Trainer(task, config, args.out, weights, meta={**_provenance(args, table), "attributes": args.attributes},
-                      preview=preview, progress=not args.no_progress)
-    _report(trainer.run(resume=args.resume), args.out)
+                      preview=preview, progress=not args.no_progress, dist=env,
+                      wandb_project=args.wandb_project if args.wandb else None)
+    summary = trainer.run(resume=args.resume)
+    if env.is_main:
+        _report(summary, args.out)
     return 0
 
 
 def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, describe, meta: dict) -> int:
     """Shared body of `train upscaler` and `train autoencoder`: one network, uniform sampling, no labels."""
-    prev = _resumed_config(args.out, args.resume)
-    table = _load(args, [])
-    config = dataclass_from_args(TrainConfig, args)
-    torch.manual_seed(config.seed)
-    model = unit.from_config(prev, str(args.out)) if prev else unit(dataclass_from_args(unit.config_cls, args, prefix))
-    print(f"{len(table)} images; {describe(model)}: {count_parameters(model) / 1e6:.2f} M parameters")
-    trainer = Trainer(make_task(model, table.images, config), config, args.out, torch.ones(len(table)),
-                      meta={**_provenance(args, table), **meta}, progress=not args.no_progress)
-    _report(trainer.run(resume=args.resume), args.out)
-    return 0
+    env = _start(args)
+    try:
+        say = _say(env)
+        prev = _resumed_config(args.out, args.resume)
+        table = _load(args, [], env)
+        config = dataclass_from_args(TrainConfig, args)
+        torch.manual_seed(config.seed)
+        model = (unit.from_config(prev, str(args.out)) if prev
+                 else unit(dataclass_from_args(unit.config_cls, args, prefix)))
+        say(f"{len(table)} images; {describe(model)}: {count_parameters(model) / 1e6:.2f} M parameters")
+        trainer = Trainer(make_task(model, table.images, config), config, args.out, torch.ones(len(table)),
+                          meta={**_provenance(args, table), **meta}, progress=not args.no_progress, dist=env,
+                          wandb_project=args.wandb_project if args.wandb else None)
+        summary = trainer.run(resume=args.resume)
+        if env.is_main:
+            _report(summary, args.out)
+        return 0
+    finally:
+        distributed.teardown()
 
 
 def run_upscaler(args: argparse.Namespace) -> int:
@@ -157,5 +210,6 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 def _report(summary: dict, out: Path) -> None:
     p = summary["progress"]
     last = p["loss_history"][-1][1] if p["loss_history"] else float("nan")
-    print(f"saved {out}: {p['step']} steps, {p['images_seen']} images, {p['wall_time_s'] / 60:.1f} min, "
+    procs = f" on {p['processes']} processes" if p.get("processes", 1) > 1 else ""
+    print(f"saved {out}: {p['step']} steps, {p['images_seen']} images{procs}, {p['wall_time_s'] / 60:.1f} min, "
           f"last loss {last:.4f}")

@@ -35,6 +35,15 @@ class DiffusionTask:
             self.x0 = to_float(images)
         self.labels = labels
 
+    @classmethod
+    def from_targets(cls, model: DiffusionModel, x0: torch.Tensor, labels: torch.Tensor,
+                     config: TrainConfig) -> "DiffusionTask":
+        """A task on targets already in the model's space (normalised latents, or pixels in [-1, 1]), so that
+        several models can share one encoding of the data; the model's latent statistics must be set already."""
+        task = cls.__new__(cls)
+        task.model, task.config, task.x0, task.labels = model, config, x0, labels
+        return task
+
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c, model = self.config, self.model
         x0 = self.x0[idx]

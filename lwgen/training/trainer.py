@@ -1,4 +1,5 @@
-"""One trainer for every lwgen model: AdamW, warm-up + cosine LR, EMA, clipping, bf16, exact resume."""
+"""One trainer for every lwgen model: AdamW, warm-up + cosine LR, EMA, clipping, bf16, exact resume, and
+data-parallel training over several processes (see `distributed`)."""
 from __future__ import annotations
 
 import copy
@@ -14,7 +15,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import TRAIN_STATE, read_tensors, save_checkpoint, write_tensors
+from . import distributed
 from .config import TrainConfig
+from .loggers import Loggers
 
 
 class TrainingError(RuntimeError):
@@ -43,21 +46,30 @@ class Trainer:
     """Runs `task.loss(indices, generator)` under a step or wall-clock budget; checkpoints to a folder.
 
     Nothing here is specific to diffusion: a task owns its model (`task.model`) and its loss.
+
+    Under torchrun (an initialised process group, `dist`), each process trains on its slice of every batch
+    (`config.batch` images each, so the effective batch is `config.batch * world_size`), DistributedDataParallel
+    averages the gradients, and only rank 0 shows progress, logs and writes the output folder.
+    `wandb_project` also logs to Weights & Biases (TensorBoard files are written either way).
     """
 
     def __init__(self, task: Any, config: TrainConfig, out: str | Path, sample_weights: torch.Tensor,
                  meta: dict[str, Any] | None = None, preview: Callable[[nn.Module], torch.Tensor] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, dist: distributed.Dist | None = None, wandb_project: str | None = None):
+        self.dist = dist or distributed.current()
+        self.wandb_project = wandb_project
         self.task, self.config, self.out = task, config, Path(out)
         self.model: nn.Module = task.model
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.weights = sample_weights.double() / sample_weights.sum()
         self.meta = meta or {}
         self.preview = preview
-        self.progress = progress
+        self.progress = progress and self.dist.is_main
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.step, self.elapsed, self.history = 0, 0.0, []
+        self.images_seen = 0
+        self._loss_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     # --- state ------------------------------------------------------------------------------------------
     def _state_tensors(self) -> dict[str, torch.Tensor]:
@@ -70,24 +82,48 @@ class Trainer:
 
     def config_dict(self) -> dict[str, Any]:
         return {**self.model.config_dict(), **self.meta, "train": dataclasses.asdict(self.config),
-                "progress": {"step": self.step, "images_seen": self.step * self.config.batch,
-                             "wall_time_s": round(self.elapsed, 1), "loss_history": self.history}}
+                "progress": {"step": self.step, "images_seen": self.images_seen,
+                             "processes": self.dist.world_size, "wall_time_s": round(self.elapsed, 1),
+                             "loss_history": self.history}}
 
     def save(self) -> None:
         """Write the resumable state, then the checkpoint folder (weights + EMA + config), all atomically."""
         meta = {"step": str(self.step), "elapsed": repr(self.elapsed), "history": json.dumps(self.history),
-                "param_groups": json.dumps(self.opt.state_dict()["param_groups"])}
+                "images_seen": str(self.images_seen), "param_groups": json.dumps(self.opt.state_dict()["param_groups"])}
         write_tensors(self.out / TRAIN_STATE, self._state_tensors(), meta)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         save_checkpoint(self.out, tensors, self.config_dict())
 
     def resume(self) -> bool:
-        """Load the resumable state from the output folder; False when there is none."""
-        path = self.out / TRAIN_STATE
-        if not path.is_file():
+        """Load the resumable state from the output folder; False when there is none.
+
+        With several processes, rank 0 reads the folder and sends the state to the others (they need not see
+        the folder: another machine's disk is fine).
+        """
+        if self.dist.enabled:
+            payload: Any = None
+            if self.dist.is_main:
+                try:
+                    payload = self._read_state()
+                except Exception as e:  # noqa: BLE001 - every process must learn of it, or the others would hang
+                    payload = ("error", f"{type(e).__name__}: {e}")
+            payload = distributed.broadcast_object(payload)
+            if isinstance(payload, tuple) and payload and payload[0] == "error":
+                raise TrainingError(f"rank 0 could not read {self.out / TRAIN_STATE}: {payload[1]}")
+        else:
+            payload = self._read_state()
+        if payload is None:
             return False
-        tensors, meta = read_tensors(path)
+        self._load_state(*payload)
+        return True
+
+    def _read_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+        path = self.out / TRAIN_STATE
+        return read_tensors(path) if path.is_file() else None
+
+    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        path = self.out / TRAIN_STATE
         try:
             self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -101,7 +137,7 @@ class Trainer:
         self.opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         self.history = json.loads(meta["history"])
-        return True
+        self.images_seen = int(meta.get("images_seen", self.step * self.config.batch))
 
     # --- loop -------------------------------------------------------------------------------------------
     def _progress(self) -> float:
@@ -119,31 +155,41 @@ class Trainer:
         for e, p in zip(self.ema.parameters(), self.model.parameters()):
             e.lerp_(p, 1 - d)
 
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        """Train until the budget is spent; returns the final config dict."""
-        c = self.config
+    def run(self, resume: bool = False, pause_at_s: float | None = None) -> dict[str, Any]:
+        """Train until the budget is spent; returns the final config dict.
+
+        `pause_at_s` stops early once `pause_at_s` seconds of training have elapsed (the learning-rate schedule
+        still spans the whole budget), saves, and returns; calling `run` again continues where it stopped.
+        """
+        c, env = self.config, self.dist
         if c.threads > 0:
             torch.set_num_threads(c.threads)
-        if resume and self.resume():
+        if resume and self.resume() and env.is_main:
             tqdm.write(f"resumed from {self.out / TRAIN_STATE} at step {self.step}")
-        writer = _tensorboard(self.out / "tb")
+        if self._loss_fn is None:
+            self._loss_fn = distributed.data_parallel(self.task, env)  # after resume: rank 0's state goes out
+        log = Loggers(self.out, self.wandb_project, self.config_dict()) if env.is_main else None
         self.model.train()
         last_save = last_preview = time.monotonic()
         window, window_start, seen = [], time.monotonic(), 0
         bar = tqdm(total=c.steps or None, initial=self.step, disable=not self.progress, unit="step",
                    desc=f"train {self.model.kind}")
+        finished = False
         try:
-            while self._progress() < 1.0:
+            while self._progress() < 1.0 and (pause_at_s is None or self.elapsed < pause_at_s):
                 t0 = time.monotonic()
                 g = step_generator(c.seed, self.step)
-                idx = torch.multinomial(self.weights, c.batch, replacement=True, generator=g)
+                idx = distributed.rank_batch(self.weights, c.batch, env, g)
+                if env.enabled:
+                    g = distributed.rank_generator(c.seed, self.step, env.rank)
                 lr = c.lr * lr_factor(self.step, self._progress(), c)
                 for group in self.opt.param_groups:
                     group["lr"] = lr
-                loss = self.task.loss(idx, g)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"loss is {loss.item()} at step {self.step}; the last good checkpoint is in "
-                                        f"{self.out} (try a lower --lr or --grad-clip)")
+                loss = self._loss_fn(idx, g)
+                value = distributed.mean(loss) if env.enabled else loss  # every process stops on a NaN
+                if not torch.isfinite(value):
+                    raise TrainingError(f"loss is {value.item()} at step {self.step}; the last good checkpoint is "
+                                        f"in {self.out} (try a lower --lr or --grad-clip)")
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip > 0:
@@ -151,45 +197,56 @@ class Trainer:
                 self.opt.step()
                 self.step += 1
                 self._update_ema()
-                self.elapsed += time.monotonic() - t0
-                window.append(loss.item())
-                seen += c.batch
+                dt = time.monotonic() - t0
+                # every process must see the same clock: the LR schedule and a --minutes budget depend on it
+                self.elapsed += float(distributed.mean(dt)) if env.enabled else dt
+                self.images_seen += c.batch * env.world_size
+                window.append(value.item())
+                seen += c.batch * env.world_size
                 bar.update(1)
                 if self.step % c.log_every == 0:
                     rate = seen / max(time.monotonic() - window_start, 1e-9)
                     mean = sum(window) / len(window)
                     self.history.append([self.step, round(mean, 5), round(self.elapsed, 1)])
                     bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
-                    if writer:
-                        writer.add_scalar("loss", mean, self.step)
-                        writer.add_scalar("lr", lr, self.step)
-                        writer.add_scalar("images_per_s", rate, self.step)
+                    if log:
+                        log.scalars({"loss": mean, "lr": lr, "images_per_s": rate}, self.step)
                     window, window_start, seen = [], time.monotonic(), 0
+                if not env.is_main:
+                    continue
                 now = time.monotonic()
                 if now - last_save > 60 * c.save_minutes:
                     self.save()
                     last_save = time.monotonic()
-                if self.preview and writer and now - last_preview > 60 * c.sample_minutes:
-                    writer.add_image("samples", self.preview(self.ema), self.step)
+                if self.preview and log and now - last_preview > 60 * c.sample_minutes:
+                    log.image("samples", self.preview(self.ema), self.step)
                     last_preview = time.monotonic()
+            finished = True
         except KeyboardInterrupt:
-            tqdm.write(f"interrupted at step {self.step}; saving to {self.out} (resume with --resume)")
-            self.save()
+            if env.is_main:
+                tqdm.write(f"interrupted at step {self.step}; saving to {self.out} (resume with --resume)")
+                self.save()
             raise
         finally:
             bar.close()
-            if writer:
-                writer.close()
-        self.save()
-        if self.preview and writer:
-            with _tensorboard(self.out / "tb") as w:
-                w.add_image("samples", self.preview(self.ema), self.step)
+            if log and not finished:
+                log.close()
+        if env.enabled:
+            self._check_in_sync()
+        if env.is_main:
+            self.save()
+            if log:
+                if self.preview:
+                    log.image("samples", self.preview(self.ema), self.step)
+                log.close()
+        distributed.barrier()  # the others wait until rank 0 has written the folder
         return self.config_dict()
 
-
-def _tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional for the library
-        return None
-    return SummaryWriter(str(folder))
+    def _check_in_sync(self) -> None:
+        """All processes must end with bit-identical weights; rank 0 reports the digest."""
+        digests = distributed.gather_digests(self.model)
+        if len(set(digests)) > 1:
+            raise TrainingError(f"the {len(digests)} processes ended with different weights ({', '.join(digests)});"
+                                f" {self.out} holds rank 0's")
+        if self.dist.is_main:
+            tqdm.write(f"weights identical on all {len(digests)} processes (sha256 {digests[0]})")

@@ -1,0 +1,52 @@
+"""Tuning: the trials of an `lwgen tune` study, its best settings, and Optuna's views of the search."""
+import streamlit as st
+
+from lwgen.app import ui
+from lwgen.app.navigation import require_app
+from lwgen.app.tuning import (TUNE_HINT, best_config_command, best_trial, default_storage, figures, load_study,
+                              state_counts, storage_problem, study_names, trials_frame)
+
+require_app()
+st.title("Tuning")
+st.caption("Hyper-parameter searches of `lwgen tune`: each trial trains for a fixed time and is scored by its "
+           "held-out loss (v-space denoising MSE at fixed noise; lower is better).")
+url = st.text_input("Optuna storage", default_storage(), key="tune:storage",
+                    help="the --storage URL of `lwgen tune`; an SQLite file is sqlite:///path/to/file.db")
+problem = storage_problem(url)
+if problem:
+    st.info(problem + " Start a search with:")
+    st.code(TUNE_HINT, language="bash")
+    st.stop()
+names = None
+with ui.guard("Reading the storage"):
+    names = study_names(url)
+if names is None:
+    st.stop()
+if not names:
+    st.info(f"`{url}` holds no study yet. Start one with:")
+    st.code(TUNE_HINT, language="bash")
+    st.stop()
+name = st.selectbox("Study", names, key="tune:study")
+study = load_study(url, name)
+counts = state_counts(study)
+best = best_trial(study)
+cols = st.columns(5)
+cols[0].metric("Trials", len(study.trials))
+cols[1].metric("Completed", counts["complete"])
+cols[2].metric("Pruned", counts["pruned"], help="stopped early: behind the median of earlier trials")
+cols[3].metric("Failed / running", f"{counts['failed']} / {counts['running']}")
+cols[4].metric("Best held-out loss", f"{best.value:.4f}" if best is not None else "-")
+if best is not None:
+    st.markdown(f"**Best: trial {best.number}** · " + " · ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in best.params.items()))
+    command = best_config_command(best)
+    if command:
+        st.code(command, language="bash")
+st.dataframe(trials_frame(study), hide_index=True, width="stretch")
+views = figures(study)
+for tab, (view, (fig, message)) in zip(st.tabs(list(views)), views.items()):
+    with tab:
+        if fig is None:
+            st.info(message)
+        else:
+            st.plotly_chart(fig, key=f"tune:{name}:{view}")
