@@ -26,13 +26,36 @@ class PlaneMap:
         return np.asarray(xy, np.float64) @ self.components + self.mean
 
 
+def top_components(centred: np.ndarray, k: int, power_iterations: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest singular values and right singular vectors (k, D) of centred data.
+
+    Small inputs get an exact SVD; larger ones a randomized range finder with power iterations (Halko,
+    Martinsson & Tropp 2011, alg. 4.4), which needs only a few (N x D) x (D x k+10) products: 1,359 gallery
+    images of 768 features take milliseconds instead of the 0.4 s of a full SVD (benchmarks/speed.py).
+    """
+    n, d = centred.shape
+    width = k + 10
+    if min(n, d) <= 2 * width:
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        return s[:k], vt[:k]
+    q = np.random.default_rng(0).standard_normal((d, width)).astype(centred.dtype)
+    q, _ = np.linalg.qr(centred @ q)
+    for _ in range(power_iterations):
+        q, _ = np.linalg.qr(centred.T @ q)
+        q, _ = np.linalg.qr(centred @ q)
+    _, s, vt = np.linalg.svd(q.T @ centred, full_matrices=False)
+    return s[:k], vt[:k]
+
+
 def fit_plane(x: np.ndarray) -> PlaneMap:
-    """PCA by SVD of the centred data; each axis' sign makes its largest loading positive."""
+    """PCA of the centred data onto two axes; each axis' sign makes its largest loading positive."""
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"need a non-empty (N, D) array, got shape {x.shape}")
     mean = x.mean(0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    centred = x - mean
+    s, vt = top_components(centred, 2)
+    total = float(np.square(centred).sum())
     comps = np.zeros((2, x.shape[1]))
     k = min(2, vt.shape[0])
     comps[:k] = vt[:k]
@@ -40,10 +63,9 @@ def fit_plane(x: np.ndarray) -> PlaneMap:
         j = np.argmax(np.abs(row))
         if row[j] < 0:
             row *= -1
-    var = s ** 2
     explained = np.zeros(2)
-    if var.sum() > 0:
-        explained[:k] = var[:k] / var.sum()
+    if total > 0:
+        explained[:k] = s[:k] ** 2 / total
     return PlaneMap(mean, comps, explained)
 
 
@@ -85,5 +107,5 @@ def project(x: np.ndarray, method: str = "PCA", seed: int = 0, perplexity: float
 def _pca(x: np.ndarray, k: int) -> np.ndarray:
     """The first k principal-component scores of x."""
     centred = x - x.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return (centred @ vt[:k].T).astype(np.float32)
+    _, vt = top_components(centred, k)
+    return (centred @ vt.T).astype(np.float32)
