@@ -50,6 +50,7 @@ class Setting:
     seed: int = 0
     progress: bool = False
     attributes: list[str] | None = None  # what lwgen and the VAE condition on (None: every emoji attribute)
+    final_threads: int = 0  # threads for the scoring after the last budget, when no contender trains any more
 
 
 @dataclasses.dataclass
@@ -147,6 +148,8 @@ def run_recipe(name: str, prepare: Callable[[Setting, Path], Prepared], setting:
         train_s = max(0.0, 60 * minutes - prep.spent_s)
         prep.trainer.run(pause_at_s=train_s)
         trainer = prep.trainer
+        if minutes == setting.budgets[-1] and setting.final_threads:
+            torch.set_num_threads(setting.final_threads)
         ema = trainer.ema.eval()
         scores = evaluate_generator(ema, classifier, val, n=setting.n, steps=setting.steps, sampler=prep.sampler,
                                     guidance=setting.guidance, seed=setting.seed, progress=setting.progress)
