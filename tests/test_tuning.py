@@ -10,7 +10,7 @@ from lwgen.tuning import Validation
 
 TINY = ["--unet-channel-mult", "1", "2", "--unet-attention-levels", "1", "--unet-emb-dim", "32", "--unet-groups", "8",
         "--widths", "8", "16", "--batches", "4", "8", "--load-size", "32", "--threads", "1", "--no-progress",
-        "--minutes-per-trial", "0.03", "--reports", "2", "--startup-trials", "1", "--val-images", "16"]
+        "--minutes-per-trial", "0.03", "--reports", "2", "--startup-trials", "2", "--val-images", "16"]
 
 
 def test_study_resumes_and_its_best_config_trains(shapes_dir, tmp_path, capsys):
