@@ -65,15 +65,19 @@ def projection_rows(checkpoints: list[Path], n: int = 2000) -> list[tuple[str, f
     import lwgen.app.explore  # noqa: F401  (loads sklearn.manifold as the Explore page does)
     from lwgen.projection import load_gallery, pixel_features, project
 
+    from sklearn.manifold import trustworthiness
+
     x = np.concatenate([pixel_features(load_gallery(c).images) for c in checkpoints])[:n]
     note = f"{len(x)} points x {x.shape[1]} features"
     rows = []
     for method in ("PCA", "t-SNE", "UMAP"):
         t0 = time.perf_counter()
-        project(x, method)
+        xy = project(x, method)
         cold = time.perf_counter() - t0
-        warm = timed(lambda: project(x, method), 1 if method != "PCA" else 5)
-        rows += [(f"{method} cold s", cold, note), (f"{method} warm s", warm, note)]
+        warm = timed(lambda: project(x, method), 3 if method != "PCA" else 5)
+        # how well the map keeps each point's 10 nearest neighbours (1 = all kept): speed must not cost this
+        trust = trustworthiness(x, xy, n_neighbors=10)
+        rows += [(f"{method} cold s", cold, note), (f"{method} warm s", warm, f"{note}; trustworthiness {trust:.3f}")]
     return rows
 
 
@@ -116,7 +120,7 @@ def main() -> None:
     cond = model.condition(labels)
 
     def sample(steps: int, bf16: bool) -> float:
-        return timed(lambda: model.generate(cond, list(range(16)), steps=steps, guidance=2.0, bf16=bf16), 1)
+        return timed(lambda: model.generate(cond, list(range(16)), steps=steps, guidance=2.0, bf16=bf16), 3)
 
     for steps in (10, 20, 50):
         for bf16 in (False, True):

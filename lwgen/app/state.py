@@ -124,7 +124,7 @@ def features_cached(key: str, _compute: Any) -> np.ndarray:
     return _compute()
 
 
-@st.cache_data(max_entries=32, show_spinner="Projecting... (UMAP compiles on its first use: up to a minute)")
+@st.cache_data(max_entries=32, show_spinner="Projecting... (UMAP compiles on its first use: about 10 s)")
 def projection(key: str, method: str, seed: int, perplexity: float, n_neighbors: int, min_dist: float,
                _x: np.ndarray) -> np.ndarray:
     """project() memoised by a key naming the features plus the projection parameters."""

@@ -128,7 +128,7 @@ class UNet(nn.Module):
         return res
 
     @staticmethod
-    def _apply(layer: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run_layer(layer: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         if isinstance(layer, ResBlock):
             return layer(h, emb)
         if isinstance(layer, nn.ModuleList):  # ResBlock + Attention
@@ -138,14 +138,14 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x (B, C, R, R), t (B,) timesteps, cond (B, cond_dim) -> prediction (B, C, R, R)."""
         c = self.config
-        emb = self.time_mlp(timestep_embedding(t, c.base_channels)) + self.cond_mlp(cond)
+        emb = self.time_mlp(timestep_embedding(t, c.base_channels).to(cond.dtype)) + self.cond_mlp(cond)
         emb = F.silu(emb)
         if c.unshuffle > 1:
             x = F.pixel_unshuffle(x, c.unshuffle)  # (B, C*u*u, R/u, R/u)
         h = self.stem(x)
         hs = [h]
         for layer in self.down:
-            h = self._apply(layer, h, emb)
+            h = self._run_layer(layer, h, emb)
             hs.append(h)
         for layer in self.mid:
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
@@ -153,7 +153,7 @@ class UNet(nn.Module):
             if isinstance(layer, nn.Upsample):
                 h = layer(h)
             else:
-                h = self._apply(layer, torch.cat([h, hs.pop()], dim=1), emb)
+                h = self._run_layer(layer, torch.cat([h, hs.pop()], dim=1), emb)
         h = self.out(F.silu(self.out_norm(h)))
         if c.unshuffle > 1:
             h = F.pixel_shuffle(h, c.unshuffle)

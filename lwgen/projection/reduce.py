@@ -92,16 +92,29 @@ def project(x: np.ndarray, method: str = "PCA", seed: int = 0, perplexity: float
             from sklearn.manifold import TSNE  # lazy: the CLI imports this package too (see lwgen/app/explore.py)
 
             p = float(min(max(perplexity, 2.0), (n - 1) / 3))
-            # 500 iterations (250 of them early exaggeration) settle a map of a few thousand points; on 2 cores
-            # this halves the time of the default 1000 (benchmarks/app_latency.py)
-            tsne = TSNE(2, perplexity=p, init="pca", random_state=seed, max_iter=500, n_jobs=-1)
+            # 400 iterations (250 of them early exaggeration) and a Barnes-Hut angle of 0.8 instead of 1000 and
+            # 0.5: 2,000 points map in a third of the time (2.1 s against 6.6 s here), with trustworthiness (k = 10)
+            # 0.954 against 0.956
+            tsne = TSNE(2, perplexity=p, init="pca", random_state=seed, max_iter=400, angle=0.8, n_jobs=-1)
             return tsne.fit_transform(x).astype(np.float32)
         import umap
 
         k = int(min(max(n_neighbors, 2), n - 1))
+        # Exact neighbours by BLAS: below 4,096 points UMAP would compute all pairwise distances through a Python
+        # callable (~11 s for 2,000 points here). 200 epochs, UMAP's own choice above 10,000 points, instead of
+        # its 500 for small sets. 2,000 points: 1.4 s against 13.3 s, trustworthiness (k = 10) 0.926 against 0.932.
         reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=float(min_dist), random_state=seed,
-                            init="spectral" if n > k + 2 else "random")
+                            init="spectral" if n > k + 2 else "random", n_epochs=200,
+                            precomputed_knn=(*exact_neighbours(x, k), None))
         return reducer.fit_transform(x).astype(np.float32)
+
+
+def exact_neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and Euclidean distances of each row's k nearest rows, itself first (UMAP's convention)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+    return idx, dist.astype(np.float32)
 
 
 def _pca(x: np.ndarray, k: int) -> np.ndarray:
