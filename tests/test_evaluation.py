@@ -11,7 +11,8 @@ import torch
 from lwgen.checkpoint import CheckpointError, read_config
 from lwgen.cli import main
 from lwgen.data import ImageTable
-from lwgen.evaluation import Classifier, ClassifierConfig, evaluate_generator, evaluate_upscaler, train_classifier
+from lwgen.evaluation import (Classifier, ClassifierConfig, evaluate_autoencoder, evaluate_generator, evaluate_upscaler,
+                              train_classifier)
 from lwgen.evaluation.augment import AugmentConfig, augment, gaussian_blur
 from lwgen.evaluation.evaluate import condition_rows, generator_labels
 from lwgen.evaluation.metrics import (
@@ -263,3 +264,32 @@ def test_cli_train_classifier_and_errors(shapes_dir, tmp_path, capsys):
     assert main(["eval"]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "missing")]) == 2
+
+
+def test_cli_eval_autoencoder_and_classifier(tiny_latent_checkpoint, tiny_classifier, shapes_dir, tmp_path):
+    common = ["--classifier", str(tiny_classifier), "--data", str(shapes_dir), "--load-size", "32",
+              "--no-progress", "--threads", "1", "--no-cache"]
+    out = tmp_path / "ae.json"
+    assert main(["eval", "--checkpoint", str(tiny_latent_checkpoint.parent / "ae"), "--out", str(out), *common]) == 0
+    ae = json.loads(out.read_text())
+    assert ae["kind"] == "autoencoder" and ae["resolution"] == 32 and ae["n"] > 0
+    assert 0 < ae["l1"] < 2 and 0 < ae["psnr"] < 60 and -1 <= ae["ssim"] <= 1 and math.isfinite(ae["fid"])
+    out = tmp_path / "cls.json"
+    assert main(["eval", "--checkpoint", str(tiny_classifier), "--out", str(out), *common]) == 0
+    cls = json.loads(out.read_text())
+    assert cls["kind"] == "classifier" and cls["n"] == ae["n"]
+    # the same classifier on the same held-out originals, reached two ways
+    assert cls["shape_top1"] == ae["real_shape_top1"] and cls["color_top1"] == ae["real_color_top1"]
+
+
+def test_autoencoder_that_copies_its_input_scores_perfectly(tiny_classifier, shapes_dir):
+    class Copy(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    val = ImageTable.load(shapes_dir, [], size=32, split="val", progress=False)
+    result = evaluate_autoencoder(Copy(), val, 32, Classifier.from_checkpoint(tiny_classifier), progress=False,
+                                  cache=False)
+    assert result["l1"] == 0 and math.isinf(result["psnr"]) and result["ssim"] == pytest.approx(1, abs=1e-5)
+    assert result["fid"] == pytest.approx(0, abs=1e-2)
+    assert result["shape_top1"] == result["real_shape_top1"]

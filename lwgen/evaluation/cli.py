@@ -13,11 +13,14 @@ from ..checkpoint import CheckpointError, read_config, write_json
 from ..data import DataError, ImageTable
 
 EPILOG = """commands:
-  lwgen eval --checkpoint DIR [options]      score a diffusion or up-scaler checkpoint (kind read from config.json)
+  lwgen eval --checkpoint DIR [options]      score any lwgen checkpoint (kind read from config.json)
   lwgen eval train-classifier --data DIR     train the domain classifier that FID/KID/accuracy use
 
 A diffusion checkpoint gets fid, kid, kid_std, <attribute>_top1/_top5, precision, recall, images_per_s;
-an up-scaler gets psnr, ssim, psnr_bicubic, ssim_bicubic, gain_db, images_per_s."""
+an up-scaler gets psnr, ssim, psnr_bicubic, ssim_bicubic, gain_db, images_per_s;
+an autoencoder gets l1, psnr, ssim of its reconstructions and, through the classifier, their fid / kid against
+the originals (the floor for a generator decoding through it) and <attribute>_top1 on both;
+the classifier gets its own <attribute>_top1/_top5 on the split."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("eval", help="score a checkpoint (FID, KID, accuracy, precision/recall; PSNR/SSIM)",
                               description=__doc__, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, help="diffusion or up-scaler checkpoint folder to score")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint folder to score: diffusion, up-scaler, autoencoder or classifier")
     p.add_argument("--classifier", type=Path, default=Path("checkpoints/classifier"),
                    help="domain classifier checkpoint (default: checkpoints/classifier)")
     p.add_argument("--data", type=Path, default=None,
@@ -129,7 +132,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Score one checkpoint; print a table and write the metrics as JSON."""
     from ..pipeline import load_model
     from .classifier import Classifier
-    from .evaluate import evaluate_generator, evaluate_upscaler
+    from .evaluate import evaluate_autoencoder, evaluate_classifier, evaluate_generator, evaluate_upscaler
 
     if args.checkpoint is None:
         raise ValueError("lwgen eval needs --checkpoint DIR (or the sub-command train-classifier; see lwgen eval -h)")
@@ -138,10 +141,26 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     kind = read_config(args.checkpoint).get("kind")
-    model = load_model(args.checkpoint)
     progress = not args.no_progress
     t0 = time.perf_counter()
-    if kind == "diffusion":
+    if kind == "classifier":
+        classifier = Classifier.from_checkpoint(args.checkpoint)
+        table = ImageTable.load(_data_folder(args, classifier.checkpoint_config), [], size=args.load_size,
+                                csv=args.csv, split=args.split, progress=progress)
+        return _report(args, kind, evaluate_classifier(classifier, table), t0)
+    model = load_model(args.checkpoint)
+    if kind == "autoencoder":
+        classifier = Classifier.from_checkpoint(args.classifier) if args.classifier.is_dir() else None
+        config = classifier.checkpoint_config if classifier is not None else read_config(args.checkpoint)
+        table = ImageTable.load(_data_folder(args, config), [], size=args.load_size, csv=args.csv, split=args.split,
+                                progress=progress)
+        # the side it was trained at (`lwgen train autoencoder --size`), else the classifier's input side
+        side = int(read_config(args.checkpoint).get("size") or (classifier.config.image_size if classifier else 64))
+        result = evaluate_autoencoder(model, table, side, classifier, batch=args.batch, bf16=not args.fp32,
+                                      progress=progress, cache=not args.no_cache, seed=args.seed)
+        if classifier is not None:
+            result["classifier"] = str(args.classifier)
+    elif kind == "diffusion":
         classifier = Classifier.from_checkpoint(args.classifier)
         table = ImageTable.load(_data_folder(args, classifier.checkpoint_config), [], size=args.load_size,
                                 csv=args.csv, split=args.split, progress=progress)
@@ -157,6 +176,11 @@ def run_eval(args: argparse.Namespace) -> int:
                                    bf16=not args.fp32, progress=progress)
     else:
         raise CheckpointError(f"{args.checkpoint}: cannot evaluate a checkpoint of kind {kind!r}")
+    return _report(args, kind, result, t0)
+
+
+def _report(args: argparse.Namespace, kind: str, result: dict[str, Any], t0: float) -> int:
+    """Print the metrics table and write them, with what was scored and how long it took, as JSON."""
     result = {**result, "checkpoint": str(args.checkpoint), "kind": kind, "split": args.split,
               "seconds": round(time.perf_counter() - t0, 1)}
     print(f"{args.checkpoint} ({kind}), {args.split} split:")
