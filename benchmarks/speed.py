@@ -62,10 +62,10 @@ def projection_rows(checkpoints: list[Path], n: int = 2000) -> list[tuple[str, f
     """Seconds for PCA, t-SNE and UMAP (cold: numba compiles; warm) of n gallery images' pixel features."""
     import numpy as np
 
+    from sklearn.manifold import trustworthiness
+
     import lwgen.app.explore  # noqa: F401  (loads sklearn.manifold as the Explore page does)
     from lwgen.projection import load_gallery, pixel_features, project
-
-    from sklearn.manifold import trustworthiness
 
     x = np.concatenate([pixel_features(load_gallery(c).images) for c in checkpoints])[:n]
     note = f"{len(x)} points x {x.shape[1]} features"

@@ -5,4 +5,5 @@ from .metrics import fid, frechet_distance, kid, precision_recall, psnr, ssim, t
 from .train import train_classifier
 
 __all__ = ["Classifier", "ClassifierConfig", "evaluate_autoencoder", "evaluate_classifier", "evaluate_generator",
-           "evaluate_upscaler", "fid", "frechet_distance", "kid", "precision_recall", "psnr", "ssim", "topk_accuracy", "train_classifier"]
+           "evaluate_upscaler", "fid", "frechet_distance", "kid", "precision_recall", "psnr", "ssim", "topk_accuracy",
+           "train_classifier"]

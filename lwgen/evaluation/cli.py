@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("eval", help="score a checkpoint (FID, KID, accuracy, precision/recall; PSNR/SSIM)",
                               description=__doc__, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, help="checkpoint folder to score: diffusion, up-scaler, autoencoder or classifier")
+    p.add_argument("--checkpoint", type=Path,
+                   help="checkpoint folder to score: diffusion, up-scaler, autoencoder or classifier")
     p.add_argument("--classifier", type=Path, default=Path("checkpoints/classifier"),
                    help="domain classifier checkpoint (default: checkpoints/classifier)")
     p.add_argument("--data", type=Path, default=None,
@@ -140,7 +141,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError("--n and --batch must be positive")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    kind = read_config(args.checkpoint).get("kind")
+    config = read_config(args.checkpoint)
+    kind = config.get("kind")
     progress = not args.no_progress
     t0 = time.perf_counter()
     if kind == "classifier":
@@ -151,11 +153,10 @@ def run_eval(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     if kind == "autoencoder":
         classifier = Classifier.from_checkpoint(args.classifier) if args.classifier.is_dir() else None
-        config = classifier.checkpoint_config if classifier is not None else read_config(args.checkpoint)
-        table = ImageTable.load(_data_folder(args, config), [], size=args.load_size, csv=args.csv, split=args.split,
-                                progress=progress)
+        table = ImageTable.load(_data_folder(args, classifier.checkpoint_config if classifier else config), [],
+                                size=args.load_size, csv=args.csv, split=args.split, progress=progress)
         # the side it was trained at (`lwgen train autoencoder --size`), else the classifier's input side
-        side = int(read_config(args.checkpoint).get("size") or (classifier.config.image_size if classifier else 64))
+        side = int(config.get("size") or (classifier.config.image_size if classifier else 64))
         result = evaluate_autoencoder(model, table, side, classifier, batch=args.batch, bf16=not args.fp32,
                                       progress=progress, cache=not args.no_cache, seed=args.seed)
         if classifier is not None:

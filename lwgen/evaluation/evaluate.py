@@ -61,6 +61,12 @@ def classifier_targets(classifier: Classifier, values: list[dict[str, str]], con
     return out
 
 
+def table_targets(classifier: Classifier, table: ImageTable) -> torch.Tensor:
+    """Classifier label (n, A) of every row of `table`; -1 where the classifier never saw the row's value."""
+    return classifier_targets(classifier, row_values(table, torch.arange(len(table)), classifier.attributes),
+                              set(classifier.attributes))
+
+
 def at_resolution(images: torch.Tensor, side: int) -> torch.Tensor:
     """uint8 images brought to side x side px by area downsampling (an integer factor), as the trainers do."""
     have = images.shape[-1]
@@ -124,8 +130,7 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     real = at_resolution(real_table.images, r)
     real_feats, real_logits = real_embeddings(classifier, real, real_table.root / CACHE_DIR if cache else None)
     every = list(dict.fromkeys([*model.attributes, *classifier.attributes]))
-    real_targets = classifier_targets(classifier, row_values(real_table, torch.arange(len(real_table)), every),
-                                      set(classifier.attributes))
+    real_targets = table_targets(classifier, real_table)
     rows = condition_rows(len(real_table), n, seed)
     values = row_values(real_table, rows, every)
     labels, dropped = generator_labels(model, values)
@@ -234,11 +239,10 @@ def evaluate_autoencoder(autoencoder: AutoencoderModel, table: ImageTable, side:
         classifier.eval()
         real_feats, real_logits = real_embeddings(classifier, real, table.root / CACHE_DIR if cache else None)
         fake_feats, fake_logits = classifier.embed(fake)
-        targets = classifier_targets(classifier, row_values(table, torch.arange(len(table)), classifier.attributes),
-                                     set(classifier.attributes))
+        targets = table_targets(classifier, table)
         kid_mean, kid_std = kid(real_feats, fake_feats, seed=seed)
-        result = {"fid": round(fid(real_feats, fake_feats), 4), "kid": round(kid_mean, 6), "kid_std": round(kid_std, 6),
-                  **result, **_accuracies(classifier, fake_logits, targets),
+        result = {"fid": round(fid(real_feats, fake_feats), 4), "kid": round(kid_mean, 6),
+                  "kid_std": round(kid_std, 6), **result, **_accuracies(classifier, fake_logits, targets),
                   **_accuracies(classifier, real_logits, targets, prefix="real_")}
     return result
 
@@ -248,9 +252,9 @@ def evaluate_classifier(classifier: Classifier, table: ImageTable) -> dict[str, 
     """Top-1 (and top-5 for attributes of more than 5 values) of the classifier on the rows of `table`."""
     images = at_resolution(table.images, classifier.config.image_size)
     _, logits = classifier.embed(images)
-    targets = classifier_targets(classifier, row_values(table, torch.arange(len(table)), classifier.attributes),
-                                 set(classifier.attributes))
-    unknown = {a: int((targets[:, j] < 0).sum()) for j, a in enumerate(classifier.attributes) if (targets[:, j] < 0).any()}
+    targets = table_targets(classifier, table)
+    missing = (targets < 0).sum(0).tolist()
+    unknown = {a: m for a, m in zip(classifier.attributes, missing) if m}
     result: dict[str, Any] = {**_accuracies(classifier, logits, targets), "n": len(table),
                               "resolution": classifier.config.image_size}
     if unknown:
