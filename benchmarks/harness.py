@@ -81,9 +81,9 @@ def images_64(table: ImageTable) -> torch.Tensor:
     return downsample(table.images, table.images.shape[-1] // 64)
 
 
-def balanced(table: ImageTable, power: float = 0.5) -> torch.Tensor:
-    """Row weights that flatten the first attribute's class frequencies (lwgen's default sampling)."""
-    return class_balanced_weights(table.labels, 0, power)
+def balanced(table: ImageTable, power: float = 0.5, column: int = 0) -> torch.Tensor:
+    """Row weights that flatten one attribute's class frequencies (the first one: lwgen's default sampling)."""
+    return class_balanced_weights(table.labels, column, power)
 
 
 def budget_config(setting: Setting, minutes: float, **overrides: Any) -> TrainConfig:
