@@ -26,9 +26,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lwgen.data import ImageTable, class_balanced_weights, downsample, image_grid, to_uint8  # noqa: E402
+from lwgen.data import (  # noqa: E402
+    ImageTable,
+    class_balanced_weights,
+    downsample,
+    image_grid,
+    to_uint8,
+)
 from lwgen.evaluation.classifier import Classifier  # noqa: E402
-from lwgen.evaluation.evaluate import evaluate_generator, generator_labels, row_values  # noqa: E402
+from lwgen.evaluation.conditions import row_values  # noqa: E402
+from lwgen.evaluation.evaluate import evaluate_generator, generator_labels  # noqa: E402
 from lwgen.io import atomic_write_bytes  # noqa: E402
 from lwgen.training import TrainConfig, Trainer  # noqa: E402
 

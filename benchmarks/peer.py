@@ -28,10 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Setting, load_table, machine, markdown_table, run_all  # noqa: E402
 from recipes import RECIPES, DiffusersGenerator, JointClass  # noqa: E402
+
 from lwgen.diffusion import ScheduleConfig  # noqa: E402
 from lwgen.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from lwgen.models import AutoencoderConfig, UNetConfig, count_parameters, forward_gmacs  # noqa: E402
 from lwgen.pipeline import DiffusionModel  # noqa: E402
+from lwgen.precision import autocast
 
 ATTRIBUTES = ["group", "subgroup"]
 RATIOS = [("fid", "domain FID", "lower"), ("kid", "KID", "lower"), ("group_top1", "group top-1", "higher"),
@@ -109,14 +111,14 @@ def speed_and_cost(data: Path, steps: int) -> dict:
 
 @torch.no_grad()
 def _forward(unet, b: int) -> None:
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with autocast(True):
         unet(torch.zeros(b, 3, 64, 64), torch.full((b,), 500), class_labels=torch.zeros(b, dtype=torch.long))
 
 
 @torch.no_grad()
 def _forward_ours(model: DiffusionModel, b: int) -> None:
     u = model.unet.config
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with autocast(True):
         model.unet(torch.zeros(b, u.in_channels, u.resolution, u.resolution), torch.full((b,), 500.0),
                    torch.zeros(b, u.cond_dim))
 

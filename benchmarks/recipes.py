@@ -26,13 +26,20 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from harness import Prepared, Setting, balanced, budget_config, images_64, load_table
 from torch import nn
 
-from harness import Prepared, Setting, balanced, budget_config, images_64, load_table
 from lwgen.diffusion import ScheduleConfig, add_noise, loss_weight, target
-from lwgen.models import (NULL, AttributeEmbedder, AutoencoderConfig, EmbedderConfig, UNetConfig,
-                          count_parameters)
+from lwgen.models import (
+    NULL,
+    AttributeEmbedder,
+    AutoencoderConfig,
+    EmbedderConfig,
+    UNetConfig,
+    count_parameters,
+)
 from lwgen.pipeline import AutoencoderModel, DiffusionModel, per_sample_noise
+from lwgen.precision import autocast
 from lwgen.training import Trainer
 from lwgen.training.tasks import AutoencoderTask, DiffusionTask, to_float
 
@@ -145,7 +152,7 @@ class DiffusersGenerator(nn.Module):
         x = x * sched.init_noise_sigma
         null = torch.full_like(cond, self.labels.null)
         for t in sched.timesteps:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast(bf16):
                 out = self(torch.cat([x, x]), t.expand(2 * len(x)), torch.cat([cond, null])).float()
             c, u = out.chunk(2)
             x = sched.step(u + guidance * (c - u), t, x).prev_sample
@@ -170,7 +177,7 @@ class DiffusersTask:
         t = torch.randint(0, 1000, (len(idx),), generator=g)
         noise = torch.randn(x0.shape, generator=g)
         abar = model.alphas_cumprod[t]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.bf16):
+        with autocast(c.bf16):
             out = model(add_noise(x0, noise, abar), t, classes)
         per_sample = (out.float() - target(x0, noise, abar, model.prediction)).pow(2).mean(dim=(1, 2, 3))
         return (per_sample * loss_weight(abar, model.prediction, c.min_snr_gamma)).mean()
@@ -265,7 +272,7 @@ class ConditionalVAE(nn.Module):
                  guidance: float = 0.0, bf16: bool = True) -> torch.Tensor:
         """Decode z ~ N(0, I) (one seed per image); steps, sampler and guidance do not apply."""
         z = per_sample_noise((self.latent,), [torch.Generator().manual_seed(int(s)) for s in seeds])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(bf16):
             return self.decode(z, cond).float().clamp(-1, 1)
 
 
@@ -282,7 +289,7 @@ class VAETask:
         labels[torch.rand(labels.shape, generator=g) < c.attr_drop] = NULL
         labels[torch.rand(len(idx), generator=g) < c.cond_drop] = NULL
         eps = torch.randn(len(idx), model.latent, generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.bf16):
+        with autocast(c.bf16):
             out, kl = model(x, model.condition(labels), eps)
         return F.mse_loss(out.float(), x) + model.kl_weight * kl.mean() / x[0].numel()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import machine, markdown_table  # noqa: E402
+
 from lwgen.data import ImageTable  # noqa: E402
 from lwgen.evaluation.classifier import Classifier  # noqa: E402
 from lwgen.evaluation.evaluate import evaluate_generator  # noqa: E402

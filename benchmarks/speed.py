@@ -61,7 +61,6 @@ def matmul_peak_gflops(n: int = 2048) -> float:
 def projection_rows(checkpoints: list[Path], n: int = 2000) -> list[tuple[str, float, str]]:
     """Seconds for PCA, t-SNE and UMAP (cold: numba compiles; warm) of n gallery images' pixel features."""
     import numpy as np
-
     from sklearn.manifold import trustworthiness
 
     import lwgen.app.explore  # noqa: F401  (loads sklearn.manifold as the Explore page does)

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Setting, machine, markdown_table, run_all  # noqa: E402
 from recipes import RECIPES  # noqa: E402
+
 from lwgen.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 COLUMNS = [("recipe", "recipe"), ("minutes", "minutes"), ("steps", "steps"), ("images_seen", "images seen"),

@@ -20,6 +20,7 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, type=Path, help="diffusion checkpoint folder")
     p.add_argument("--set", dest="values", action="append", default=[], metavar="ATTR=VALUE",
                    help="condition on an attribute value (repeatable; 'any' leaves it free)")
+    p.add_argument("--prompt", default="", help="describe the image in words (generators trained with text)")
     p.add_argument("-n", type=int, default=16, help="number of images")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
     p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
@@ -57,7 +58,8 @@ def run_sample(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = DiffusionModel.from_checkpoint(args.checkpoint)
     labels = model.encode(parse_values(args.values)).expand(args.n, -1)
-    images = model.generate(model.condition(labels), seeds=[args.seed + i for i in range(args.n)], steps=args.steps,
+    text = model.encode_prompt(args.prompt, args.n)
+    images = model.generate(model.condition(labels, text), seeds=[args.seed + i for i in range(args.n)], steps=args.steps,
                             sampler=args.sampler, guidance=args.guidance, bf16=not args.fp32)
     if args.upscale:
         images = UpscaleModel.from_checkpoint(args.upscaler).upscale(images, bf16=not args.fp32)
@@ -95,7 +97,11 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_export_tensorboard(args: argparse.Namespace) -> int:
     """The gallery beside a diffusion checkpoint as a TensorBoard projector folder."""
-    from .projection.features import classifier_features, load_classifier, pixel_features
+    from .projection.features import (
+        classifier_features,
+        load_classifier,
+        pixel_features,
+    )
     from .projection.gallery import load_gallery
     from .projection.tensorboard import write_projector
 

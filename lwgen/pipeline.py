@@ -8,10 +8,26 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, load_module, module_state, read_config
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_module,
+    module_state,
+    read_config,
+)
 from .diffusion import ScheduleConfig, get_sampler, spaced_timesteps, to_x0
-from .models import (NULL, AttributeEmbedder, Autoencoder, AutoencoderConfig, EmbedderConfig, UNet, UNetConfig,
-                     Upscaler, UpscalerConfig)
+from .models import (
+    NULL,
+    AttributeEmbedder,
+    Autoencoder,
+    AutoencoderConfig,
+    EmbedderConfig,
+    UNet,
+    UNetConfig,
+    Upscaler,
+    UpscalerConfig,
+)
+from .precision import autocast
 
 ANY = "any"
 
@@ -57,14 +73,15 @@ class DiffusionModel(nn.Module):
     kind = "diffusion"
 
     def __init__(self, unet: UNetConfig, schedule: ScheduleConfig, vocab: dict[str, list[str]], cond_dim: int = 256,
-                 autoencoder: AutoencoderConfig | None = None):
+                 autoencoder: AutoencoderConfig | None = None, text_dim: int = 0):
         super().__init__()
         if unet.cond_dim != cond_dim:
             unet = dataclasses.replace(unet, cond_dim=cond_dim)
         self.vocab = {k: list(v) for k, v in vocab.items()}
         self.attributes = list(self.vocab)
         self.schedule = schedule
-        self.embedder = AttributeEmbedder(EmbedderConfig(self.attributes, [len(v) for v in self.vocab.values()], cond_dim))
+        self.embedder = AttributeEmbedder(EmbedderConfig(self.attributes, [len(v) for v in self.vocab.values()],
+                                                         cond_dim, text_dim))
         self.unet = UNet(unet)
         self.autoencoder = None
         if autoencoder is not None:
@@ -87,7 +104,12 @@ class DiffusionModel(nn.Module):
         ae = dataclasses.asdict(self.autoencoder.config) if self.autoencoder is not None else None
         return {"kind": self.kind, "unet": dataclasses.asdict(self.unet.config),
                 "schedule": dataclasses.asdict(self.schedule), "autoencoder": ae, "vocab": self.vocab,
-                "cond_dim": self.embedder.config.dim}
+                "cond_dim": self.embedder.config.dim, "text_dim": self.embedder.config.text_dim}
+
+    @property
+    def takes_text(self) -> bool:
+        """Whether prompts (sentence embeddings) steer this generator."""
+        return self.embedder.config.text_dim > 0
 
     # --- latent space -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -97,7 +119,7 @@ class DiffusionModel(nn.Module):
             return images
         out = []
         for chunk in images.split(batch):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and chunk.device.type == "cpu"):
+            with autocast(bf16, chunk.device):
                 out.append(self.autoencoder.encode(chunk).float())
         return (torch.cat(out) - self.latent_shift) / self.latent_scale
 
@@ -108,7 +130,7 @@ class DiffusionModel(nn.Module):
             return z.clamp(-1, 1)
         out = []
         for chunk in (z * self.latent_scale + self.latent_shift).split(batch):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and chunk.device.type == "cpu"):
+            with autocast(bf16, chunk.device):
                 out.append(self.autoencoder.decode(chunk).float().clamp(-1, 1))
         return torch.cat(out)
 
@@ -122,7 +144,7 @@ class DiffusionModel(nn.Module):
             schedule = _build(ScheduleConfig, config["schedule"], source, "schedule")
             ae = config.get("autoencoder")
             ae = _build(AutoencoderConfig, ae, source, "autoencoder") if ae else None
-            return cls(unet, schedule, vocab, int(config.get("cond_dim", 256)), ae)
+            return cls(unet, schedule, vocab, int(config.get("cond_dim", 256)), ae, int(config.get("text_dim", 0)))
         except KeyError as e:
             raise CheckpointError(f"{source}: config.json lacks {e}") from None
 
@@ -146,9 +168,23 @@ class DiffusionModel(nn.Module):
             labels[self.attributes.index(name)] = vocab.index(value)
         return labels
 
-    def condition(self, labels: torch.Tensor) -> torch.Tensor:
-        """labels (B, A) -> condition vectors (B, D)."""
-        return self.embedder(labels)
+    def condition(self, labels: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """labels (B, A) and optional sentence embeddings (B, text_dim; zero rows = no text) -> condition
+        vectors (B, D)."""
+        return self.embedder(labels, text)
+
+    def encode_prompt(self, prompt: str | None, n: int = 1) -> torch.Tensor | None:
+        """A prompt -> its sentence embedding repeated n times (n, text_dim); None or "" -> None (no text)."""
+        if not prompt or not prompt.strip():
+            return None
+        if not self.takes_text:
+            raise ConditionError("this generator was trained without text, so it takes no prompt; train one with "
+                                 "a text column (lwgen train diffusion --text-column ...)")
+        from .text import (
+            encode,  # lazy: the sentence encoder loads on the first prompt only
+        )
+
+        return encode([prompt]).expand(n, -1)
 
     def null_condition(self, n: int = 1) -> torch.Tensor:
         return self.embedder(torch.full((n, len(self.attributes)), NULL, dtype=torch.long))
@@ -165,7 +201,7 @@ class DiffusionModel(nn.Module):
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             abar = self.alphas_cumprod[t]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
+            with autocast(bf16, x.device):
                 if uncond is None:
                     out = self.unet(x, t, cond).float()
                 else:
@@ -242,7 +278,7 @@ class UpscaleModel(_NetUnit):
         """images (B, 3, h, w) in [-1, 1] -> (B, 3, h*s, w*s) in [-1, 1]."""
         outs = []
         for chunk in images.split(batch):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and chunk.device.type == "cpu"):
+            with autocast(bf16, chunk.device):
                 outs.append(self.net(chunk).float().clamp(-1, 1))
         return torch.cat(outs)
 

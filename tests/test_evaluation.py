@@ -14,7 +14,8 @@ from lwgen.data import ImageTable
 from lwgen.evaluation import (Classifier, ClassifierConfig, evaluate_autoencoder, evaluate_generator, evaluate_upscaler,
                               train_classifier)
 from lwgen.evaluation.augment import AugmentConfig, augment, gaussian_blur
-from lwgen.evaluation.evaluate import condition_rows, generator_labels
+from lwgen.evaluation.conditions import condition_rows
+from lwgen.evaluation.evaluate import generator_labels
 from lwgen.evaluation.metrics import (
     fid,
     frechet_distance,

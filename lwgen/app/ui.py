@@ -11,8 +11,8 @@ from ..checkpoint import CheckpointError
 from .catalog import Entry, of_kind, preferred
 from .conditions import ANY, attribute_options
 from .images import columns_for, to_numpy
-from .paths import TRAIN_HINT, checkpoints_root, display_path
 from .navigation import require_app
+from .paths import TRAIN_HINT, checkpoints_root, display_path
 from .state import Loaded, catalog, load
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")

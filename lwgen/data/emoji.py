@@ -23,7 +23,7 @@ from .images import DataError
 
 TWEMOJI = ("@twemoji/svg", "15.0.0", "twemoji-svg-15.0.0.tgz")
 OPENMOJI = ("openmoji", "17.0.0", "openmoji-17.0.0.tgz")
-COLUMNS = ["file", "name", "group", "subgroup", "style", "skin_tone", "hexcode", "split"]
+COLUMNS = ["file", "name", "group", "subgroup", "style", "skin_tone", "hexcode", "split", "text"]
 VAL_PERCENT = 10
 DEFAULT_CACHE = Path("~/.cache/lwgen/npm")
 
@@ -114,7 +114,20 @@ def _record(meta: dict, style: str) -> dict:
         "skin_tone": tone or "none",
         "hexcode": hexcode,
         "split": split_for(base),
+        "text": emoji_text(meta),
     }
+
+
+def emoji_text(meta: dict) -> str:
+    """The words of one emoji: its name, then its Unicode and OpenMoji tags without repeats
+    ("grinning face with big eyes, face, mouth, open, smile, happy")."""
+    words: list[str] = []
+    for field in ("annotation", "tags", "openmoji_tags"):
+        for word in str(meta.get(field, "") or "").split(","):
+            word = " ".join(word.split())
+            if word and word.lower() not in (w.lower() for w in words):
+                words.append(word)
+    return ", ".join(words)
 
 
 def render_svg(svg: bytes, size: int) -> bytes:

@@ -25,6 +25,7 @@ class AugmentConfig:
     max_noise: float = 0.08
     p_tone: float = 0.4
     max_tone: float = 0.1  # brightness shift and contrast change
+    p_flip: float = 0.0  # horizontal mirror (drawn last, so the other draws do not depend on it)
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
@@ -86,4 +87,7 @@ def augment(x: torch.Tensor, g: torch.Generator, config: AugmentConfig | None = 
         m = int(sel.sum())
         sigma = _uniform(m, 0.0, c.max_noise, g).view(m, 1, 1, 1)
         x[sel] = x[sel] + sigma * torch.randn(x[sel].shape, generator=g)
+    if c.p_flip > 0:
+        sel = _pick(n, c.p_flip, g)
+        x[sel] = x[sel].flip(-1)
     return x.clamp(-1, 1)

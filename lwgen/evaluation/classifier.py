@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_module, module_state, save_checkpoint
+from ..checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_module,
+    module_state,
+    save_checkpoint,
+)
 from ..data import downsample
 
 KIND = "classifier"

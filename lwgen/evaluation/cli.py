@@ -41,6 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
     p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default: 2)")
+    p.add_argument("--condition", default="rows",
+                   help="what a generator is given: 'rows' (the attributes of held-out rows), the name of one "
+                        "attribute (each of its values alone, e.g. group or subgroup: the app's usual path; adds "
+                        "the steering figure), or 'text' (held-out rows' text alone) (default: rows)")
     p.add_argument("--batch", type=int, default=64, help="images per generation batch (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i; also picks the conditions")
     p.add_argument("--out", type=Path, default=Path("eval.json"), help="JSON file to write (default: eval.json)")
@@ -80,6 +84,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--blocks", type=int, nargs="+", default=list(arch.blocks), help="residual blocks per stage")
     t.add_argument("--load-size", type=int, default=256, help="images are loaded at this size, then area-downsampled")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal mirror in augmentation")
+    t.add_argument("--balance-power", type=float, default=0.5,
+                   help="draw images with weight (count of their first attribute's value) ** -power; 0 = uniform")
     t.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
     _common(t)
     t.set_defaults(func=run_train_classifier)
@@ -87,6 +94,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_train_classifier(args: argparse.Namespace) -> int:
     """Train, score on val and save the classifier checkpoint."""
+    from .augment import AugmentConfig
     from .classifier import ClassifierConfig
     from .train import train_classifier
 
@@ -96,7 +104,8 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     config = train_classifier(args.data, args.out, attributes=args.attributes, minutes=args.minutes,
                               steps=args.steps, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                               architecture=arch, load_size=args.load_size, csv=args.csv, bf16=not args.fp32,
-                              seed=args.seed, threads=args.threads, progress=not args.no_progress)
+                              seed=args.seed, threads=args.threads, progress=not args.no_progress,
+                              augment_config=AugmentConfig(p_flip=args.flip), balance_power=args.balance_power)
     p = config["progress"]
     print(f"saved {args.out}: {config['parameters'] / 1e6:.2f} M parameters, {p['step']} steps, "
           f"{p['wall_time_s'] / 60:.1f} min")
@@ -120,6 +129,11 @@ def format_table(result: dict[str, Any]) -> str:
     for k, v in result.items():
         if isinstance(v, float):
             text = "inf" if math.isinf(v) else f"{v:.4g}" if abs(v) < 1e4 else f"{v:.1f}"
+        elif isinstance(v, dict) and all(isinstance(c, dict) for c in v.values()):
+            rows.append((k, ""))
+            rows += [(f"  {a}", ", ".join(f"{m} {'-' if x is None else x}" for m, x in c.items()))
+                     for a, c in v.items()]
+            continue
         elif isinstance(v, dict):
             text = ", ".join(f"{a}: {c}" for a, c in v.items())
         else:
@@ -133,7 +147,12 @@ def run_eval(args: argparse.Namespace) -> int:
     """Score one checkpoint; print a table and write the metrics as JSON."""
     from ..pipeline import load_model
     from .classifier import Classifier
-    from .evaluate import evaluate_autoencoder, evaluate_classifier, evaluate_generator, evaluate_upscaler
+    from .evaluate import (
+        evaluate_autoencoder,
+        evaluate_classifier,
+        evaluate_generator,
+        evaluate_upscaler,
+    )
 
     if args.checkpoint is None:
         raise ValueError("lwgen eval needs --checkpoint DIR (or the sub-command train-classifier; see lwgen eval -h)")
@@ -167,7 +186,7 @@ def run_eval(args: argparse.Namespace) -> int:
                                 csv=args.csv, split=args.split, progress=progress)
         result = evaluate_generator(model, classifier, table, n=args.n, steps=args.steps, sampler=args.sampler,
                                     guidance=args.guidance, batch=args.batch, seed=args.seed, progress=progress,
-                                    bf16=not args.fp32, cache=not args.no_cache)
+                                    bf16=not args.fp32, cache=not args.no_cache, condition=args.condition)
         result["classifier"] = str(args.classifier)
     elif kind == "upscaler":
         classifier_config = read_config(args.classifier) if args.data is None and args.classifier.is_dir() else None

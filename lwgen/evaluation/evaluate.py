@@ -16,24 +16,10 @@ from ..data import DataError, ImageTable, downsample
 from ..data.annotations import cell_value
 from ..data.cache import CACHE_DIR
 from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
+from ..precision import autocast
 from .classifier import Classifier
+from .conditions import ROWS, build, per_value_top1, real_steering, row_values, steering
 from .metrics import fid, kid, precision_recall, psnr, quantize, ssim, topk_accuracy
-
-
-def condition_rows(n_rows: int, n: int, seed: int = 0) -> torch.Tensor:
-    """n row indices that repeat shuffled passes over all rows, so the class mix follows the table."""
-    if n_rows < 1 or n < 1:
-        raise ValueError(f"need at least one row and one sample, got {n_rows} rows and n={n}")
-    g = torch.Generator().manual_seed(seed)
-    passes = [torch.randperm(n_rows, generator=g) for _ in range(-(-n // n_rows))]
-    return torch.cat(passes)[:n]
-
-
-def row_values(table: ImageTable, rows: torch.Tensor, attributes: list[str]) -> list[dict[str, str]]:
-    """{attribute: value} per selected row, for the attributes that are CSV columns of the table."""
-    columns = [a for a in attributes if a in table.extra.columns]
-    frame = table.extra.iloc[rows.tolist()]
-    return [{a: cell_value(str(r[a])) for a in columns} for _, r in frame.iterrows()]
 
 
 def generator_labels(model: DiffusionModel, values: list[dict[str, str]]) -> tuple[torch.Tensor, dict[str, int]]:
@@ -63,7 +49,7 @@ def classifier_targets(classifier: Classifier, values: list[dict[str, str]], con
 
 def table_targets(classifier: Classifier, table: ImageTable) -> torch.Tensor:
     """Classifier label (n, A) of every row of `table`; -1 where the classifier never saw the row's value."""
-    return classifier_targets(classifier, row_values(table, torch.arange(len(table)), classifier.attributes),
+    return classifier_targets(classifier, row_values(table, list(range(len(table))), classifier.attributes),
                               set(classifier.attributes))
 
 
@@ -123,28 +109,43 @@ def _accuracies(classifier: Classifier, logits: dict[str, torch.Tensor], targets
 @torch.no_grad()
 def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table: ImageTable, n: int = 2000,
                        steps: int = 20, sampler: str = "dpmpp", guidance: float = 2.0, batch: int = 64, seed: int = 0,
-                       progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3) -> dict[str, Any]:
-    """Generate n images for conditions drawn from the real (val) rows and compare them with those rows' images."""
+                       progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
+                       condition: str = ROWS) -> dict[str, Any]:
+    """Generate n images and compare them with the real (val) images.
+
+    `condition` says what the generator is given: "rows" the attributes of real rows, the name of one attribute
+    each of its values alone (the others "any"; the same seeds for every value, so `steering` can tell the
+    condition's share from the seed's), or "text" the text of real rows alone (held-out rows: words the
+    generator never saw with those images).
+    """
     classifier.eval()
     r = model.resolution
     real = at_resolution(real_table.images, r)
     real_feats, real_logits = real_embeddings(classifier, real, real_table.root / CACHE_DIR if cache else None)
-    every = list(dict.fromkeys([*model.attributes, *classifier.attributes]))
     real_targets = table_targets(classifier, real_table)
-    rows = condition_rows(len(real_table), n, seed)
-    values = row_values(real_table, rows, every)
-    labels, dropped = generator_labels(model, values)
-    targets = classifier_targets(classifier, values, set(model.attributes))
+    text_column = (getattr(model, "checkpoint_config", {}).get("text") or {}).get("column") or "text"
+    cond = build(condition, real_table, model.vocab, classifier.attributes, n, seed, text_column)
+    n = len(cond.values)
+    labels, dropped = generator_labels(model, cond.given)
+    text = None
+    if cond.prompts:
+        if not model.takes_text:
+            raise ValueError("--condition text needs a generator trained with text")
+        from ..text import encode
+
+        text = encode(cond.prompts)
+    targets = classifier_targets(classifier, cond.values, cond.scored)
     for j, a in enumerate(classifier.attributes):
-        if a in model.attributes:  # rows whose value the generator did not know were generated unconditioned
+        if a in model.attributes and cond.mode != "text":  # values the generator did not know were left free
             targets[labels[:, model.attributes.index(a)] < 0, j] = -1
     feats, logits, seconds = [], {a: [] for a in classifier.attributes}, 0.0
-    with tqdm(total=n, desc=f"generate {r}px", unit="img", disable=not progress) as bar:
+    with tqdm(total=n, desc=f"generate {r}px ({cond.mode})", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch):
             lab = labels[start:start + batch]
             t0 = time.perf_counter()
-            images = model.generate(model.condition(lab), seeds=[seed + i for i in range(start, start + len(lab))],
-                                    steps=steps, sampler=sampler, guidance=guidance, bf16=bf16)
+            images = model.generate(model.condition(lab, None if text is None else text[start:start + batch]),
+                                    seeds=cond.seeds[start:start + len(lab)], steps=steps, sampler=sampler,
+                                    guidance=guidance, bf16=bf16)
             seconds += time.perf_counter() - t0
             f, lg = classifier.embed(quantize(images))
             feats.append(f)
@@ -159,13 +160,31 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     prec, rec = precision_recall(real_feats[torch.randperm(len(real_feats), generator=g)[:m]],
                                  fake_feats[torch.randperm(len(fake_feats), generator=g)[:m]], k)
     result: dict[str, Any] = {
+        "condition": cond.mode,
         "fid": round(fid(real_feats, fake_feats), 4), "kid": round(kid_mean, 6), "kid_std": round(kid_std, 6),
         **_accuracies(classifier, fake_logits, targets),
         "precision": round(prec, 4), "recall": round(rec, 4), "images_per_s": round(n / max(seconds, 1e-9), 3),
         **_accuracies(classifier, real_logits, real_targets, prefix="real_"),
-        "n": n, "n_real": len(real_table), "resolution": r, "steps": steps, "sampler": sampler,
-        "guidance": guidance, "seed": seed, "pr_samples": m, "k": k,
     }
+    head = classifier.attributes[0]
+    result[f"per_{head}"] = {
+        name: {"sample_top1": acc, "real_top1": real_acc}
+        for (name, acc), real_acc in zip(per_value_top1(fake_logits[head], targets[:, 0], classifier.vocab[head]).items(),
+                                         per_value_top1(real_logits[head], real_targets[:, 0],
+                                                        classifier.vocab[head]).values())
+        if acc is not None or real_acc is not None}
+    if cond.value_ids and len(cond.value_names) > 1:
+        ours = steering(fake_feats, cond.value_ids, cond.seeds)
+        column = real_table.extra[cond.mode].astype(str).tolist() if cond.mode in real_table.extra else []
+        theirs = real_steering(real_feats, column) if column else {}
+        result.update({f"steering_{k}": round(v, 4) for k, v in ours.items() if k != "steering"})
+        result["steering"] = round(ours["steering"], 4)
+        if theirs:
+            result["real_steering"] = round(theirs["steering"], 4)
+            result["steering_ratio"] = round(ours["steering"] / theirs["steering"], 3) if theirs["steering"] else None
+        result["values"] = len(cond.value_names)
+    result.update({"n": n, "n_real": len(real_table), "resolution": r, "steps": steps, "sampler": sampler,
+                   "guidance": guidance, "seed": seed, "pr_samples": m, "k": k})
     if dropped:
         result["unconditioned"] = dropped
     return result
@@ -223,7 +242,7 @@ def evaluate_autoencoder(autoencoder: AutoencoderModel, table: ImageTable, side:
         for chunk in real.split(batch):
             x = chunk.float() / 127.5 - 1
             t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast(bf16):
                 out = autoencoder(x)
             seconds += time.perf_counter() - t0
             recon.append(quantize(out.float().clamp(-1, 1)))

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataError, ImageTable
+from ..data import DataError, ImageTable, class_balanced_weights
 from ..models import count_parameters
+from ..precision import autocast
 from ..training import TrainConfig, Trainer
 from .augment import AugmentConfig, augment
 from .classifier import Classifier, ClassifierConfig, resize_to
@@ -42,7 +43,7 @@ class ClassifierTask:
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = augment(to_float(self.images[idx]), g, self.augment_config)
         y = self.labels[idx]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+        with autocast(self.config.bf16):
             _, logits = self.model(x)
         losses = [F.cross_entropy(logits[a].float(), y[:, i], ignore_index=-1, label_smoothing=self.label_smoothing)
                   for i, a in enumerate(self.model.attributes)]
@@ -110,8 +111,12 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
                      weight_decay: float = 0.05, architecture: ClassifierConfig | None = None,
                      augment_config: AugmentConfig | None = None, load_size: int = 256, csv: str = "annotations.csv",
                      train_split: str = "train", val_split: str = "val", bf16: bool = True, seed: int = 0,
-                     threads: int = 1, work: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train on the train split, score top-1/top-5 on the val split, save an fp16 checkpoint; returns its config."""
+                     threads: int = 1, work: str | Path | None = None, progress: bool = True,
+                     balance_power: float = 0.0) -> dict[str, Any]:
+    """Train on the train split, score top-1/top-5 on the val split, save an fp16 checkpoint; returns its config.
+
+    `balance_power` > 0 draws images with weight (class count) ** -power of the first attribute, so rare classes
+    are seen more often (0 = uniform)."""
     if threads > 0:
         torch.set_num_threads(threads)
     arch = architecture or ClassifierConfig()
@@ -129,7 +134,9 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
               f"images; heads: " + ", ".join(f"{a} ({len(v)})" for a, v in train.vocab.items()))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lwgen-classifier-") as tmp:
-        trainer = Trainer(task, config, Path(work) if work else Path(tmp), torch.ones(len(train)), progress=progress)
+        weights = (class_balanced_weights(train.labels, 0, balance_power) if balance_power > 0
+                   else torch.ones(len(train)))
+        trainer = Trainer(task, config, Path(work) if work else Path(tmp), weights, progress=progress)
         summary = trainer.run()
     final = trainer.model  # the raw weights: on short runs they score above the EMA (which lags the decayed LR)
     recalibrate_batchnorm(final, train.images, seed=seed)
@@ -143,6 +150,7 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
         "data": {"folder": str(data), "csv": csv, "load_size": load_size, "train_split": train_split,
                  "val_split": val_split, "train_images": len(train), "val_images": len(val)},
         "train": {**{k: summary["train"][k] for k in RECORDED}, "augment": dataclasses.asdict(aug), "label_smoothing": task.label_smoothing,
+                  "balance_power": balance_power,
                   "weights": "raw (not EMA); BatchNorm statistics re-estimated on clean train images"},
         "progress": {k: summary["progress"][k] for k in ("step", "images_seen", "wall_time_s")},
         "total_time_s": round(time.perf_counter() - t0, 1),

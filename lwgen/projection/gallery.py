@@ -14,7 +14,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ..checkpoint import WEIGHTS, CheckpointError, read_tensors, write_json, write_tensors
+from ..checkpoint import (
+    WEIGHTS,
+    CheckpointError,
+    read_tensors,
+    write_json,
+    write_tensors,
+)
 from ..data.images import to_uint8
 from ..models import NULL
 from .combinations import default_classes

@@ -89,7 +89,9 @@ def project(x: np.ndarray, method: str = "PCA", seed: int = 0, perplexity: float
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "t-SNE":
-            from sklearn.manifold import TSNE  # lazy: the CLI imports this package too (see lwgen/app/explore.py)
+            from sklearn.manifold import (
+                TSNE,  # lazy: the CLI imports this package too (see lwgen/app/explore.py)
+            )
 
             p = float(min(max(perplexity, 2.0), (n - 1) / 3))
             # 400 iterations (250 of them early exaggeration) and a Barnes-Hut angle of 0.8 instead of 1000 and

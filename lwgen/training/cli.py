@@ -7,12 +7,14 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import read_config
+from ..checkpoint import load_checkpoint, module_state, read_config
 from ..config_args import add_dataclass_args, dataclass_from_args
 from ..data import ImageTable, class_balanced_weights
+from ..data.cache import CACHE_DIR
 from ..diffusion import ScheduleConfig
 from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
 from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
+from ..text import ENCODER, TEXT_DIM, cached_encode, template
 from . import distributed
 from .config import TrainConfig
 from .loggers import require_wandb
@@ -43,6 +45,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     d.add_argument("--prediction", choices=("v", "eps"), default="v")
     d.add_argument("--autoencoder", type=Path, default=None,
                    help="autoencoder checkpoint: diffuse in its latent (its weights are copied into --out)")
+    d.add_argument("--text-column", default="text",
+                   help="CSV column of words describing each image, embedded by the sentence encoder so the "
+                        "generator takes prompts; without that column the text is the row's attribute values; "
+                        "'' trains without text")
+    d.add_argument("--init", type=Path, default=None,
+                   help="start from the weights of this diffusion checkpoint (same data vocabulary and "
+                        "architecture; text conditioning is added if it has none) instead of from scratch")
     add_dataclass_args(d, UNetConfig, prefix="unet_", skip=("cond_dim", "in_channels"),
                        help_prefix="U-Net architecture (resolution: of the latent, or of the pixels)")
     add_dataclass_args(d, TrainConfig, help_prefix="training", helps=TRAIN_HELPS)
@@ -127,19 +136,32 @@ def run_diffusion(args: argparse.Namespace) -> int:
 def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     say = _say(env)
     prev = _resumed_config(args.out, args.resume)
-    table = _load(args, args.attributes, env, vocab=prev["vocab"] if prev else None)
+    start = read_config(args.init) if args.init and not prev else None
+    base = prev or start
+    table = _load(args, args.attributes, env, vocab=base["vocab"] if base else None)
     config = dataclass_from_args(TrainConfig, args)
     torch.manual_seed(config.seed)
+    texts = row_texts(table, args.attributes, args.text_column) if args.text_column else None
+    text_dim = TEXT_DIM if texts is not None else 0
     if prev:
         model = DiffusionModel.from_config(prev, str(args.out))
+    elif start:
+        model = DiffusionModel.from_config({**start, "text_dim": text_dim or start.get("text_dim", 0)},
+                                           str(args.init))
+        missing = init_weights(model, args.init)
+        say(f"started from {args.init}" + (f" (new: {', '.join(missing)})" if missing else ""))
     else:
         ae = AutoencoderModel.from_checkpoint(args.autoencoder) if args.autoencoder else None
         channels = ae.net.config.latent_channels if ae is not None else 3
         unet = dataclass_from_args(UNetConfig, args, prefix="unet_", in_channels=channels)
         model = DiffusionModel(unet, ScheduleConfig(args.schedule, prediction=args.prediction), table.vocab,
-                               autoencoder=ae.net.config if ae else None)
+                               autoencoder=ae.net.config if ae else None, text_dim=text_dim)
         if ae is not None:
             model.autoencoder.load_state_dict(ae.net.state_dict())
+    text = None
+    if texts is not None and model.takes_text:
+        with distributed.local_main_first(env):
+            text = cached_encode(texts, table.root / CACHE_DIR, progress=not args.no_progress and env.is_main)
     balance = config.balance_attribute or args.attributes[0]
     if balance not in args.attributes:
         raise SystemExit(f"error: --balance-attribute {balance!r} is not one of --attributes")
@@ -148,22 +170,63 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     space = f"{model.noise_shape} latent" if model.autoencoder is not None else "pixel space"
     say(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters in {space}, schedule "
         f"{model.schedule.name}, {model.schedule.prediction}-prediction, {model.resolution} px images")
-    task = DiffusionTask(model, table.images, table.labels, config)
+    task = DiffusionTask(model, table.images, table.labels, config, text=text,
+                         latent_stats=start is None and not (prev or {}).get("init"))
     preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
 
     def preview(ema: DiffusionModel) -> torch.Tensor:
-        from torchvision.utils import make_grid  # lazy: importing torchvision costs every `lwgen` command 2 s
+        from torchvision.utils import (
+            make_grid,  # lazy: importing torchvision costs every `lwgen` command 2 s
+        )
 
         imgs = ema.generate(ema.condition(preview_labels), seeds=range(16), steps=20, guidance=2.0)
         return make_grid((imgs + 1) / 2, nrow=8)
 
-    trainer = Trainer(task, config, args.out, weights, meta={**_provenance(args, table), "attributes": args.attributes},
+    meta = {**_provenance(args, table), "attributes": args.attributes,
+            "text": {"column": args.text_column if args.text_column in table.extra.columns else None,
+                     "encoder": ENCODER} if model.takes_text else None}
+    if start:
+        meta["init"] = _init_record(args.init, start)
+    elif prev and prev.get("init"):
+        meta["init"] = prev["init"]
+    trainer = Trainer(task, config, args.out, weights, meta=meta,
                       preview=preview, progress=not args.no_progress, dist=env,
                       wandb_project=args.wandb_project if args.wandb else None)
     summary = trainer.run(resume=args.resume)
     if env.is_main:
         _report(summary, args.out)
     return 0
+
+
+def row_texts(table: ImageTable, attributes: list[str], column: str) -> list[str]:
+    """The text of every row: the `column` cell where the CSV has that column, else its attribute values."""
+    if column in table.extra.columns:
+        return [str(v) if v == v else "" for v in table.extra[column].tolist()]  # NaN (empty cell) -> no text
+    return [template({a: table.vocab[a][i] for a, i in zip(attributes, row.tolist())}) for row in table.labels]
+
+
+def init_weights(model: DiffusionModel, folder: Path) -> list[str]:
+    """Load a checkpoint's (EMA) weights into `model`; returns the parameters it lacked (new, e.g. text)."""
+    _, tensors = load_checkpoint(folder)
+    state = module_state(tensors, "ema") or module_state(tensors, "model")
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    allowed = ("embedder.text_proj.", "embedder.null_text")
+    if unexpected or wrong or any(not k.startswith(allowed) for k in missing):
+        bad = ", ".join((unexpected + wrong + [k for k in missing if not k.startswith(allowed)])[:6])
+        raise SystemExit(f"error: --init {folder}: its weights do not fit this model ({bad})")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    return sorted({k.split(".")[1] for k in missing})
+
+
+def _init_record(folder: Path, config: dict) -> dict:
+    progress = config.get("progress", {})
+    earlier = config.get("init") or {}
+    return {"checkpoint": str(folder), "steps": progress.get("step"), "images_seen": progress.get("images_seen"),
+            "wall_time_s": progress.get("wall_time_s"),
+            "total_wall_time_s": round((progress.get("wall_time_s") or 0) + (earlier.get("total_wall_time_s") or 0), 1)}
 
 
 def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, describe, meta: dict) -> int:

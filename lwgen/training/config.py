@@ -19,7 +19,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     min_snr_gamma: float = 5.0
     cond_drop: float = 0.1
-    attr_drop: float = 0.1
+    attr_drop: float = 0.5
+    text_drop: float = 0.5
     balance_power: float = 0.5
     balance_attribute: str = ""
     bf16: bool = True
@@ -34,5 +35,5 @@ class TrainConfig:
             raise ValueError("give a budget: --steps N or --minutes M")
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
-        if not 0 <= self.cond_drop < 1 or not 0 <= self.attr_drop < 1:
-            raise ValueError("cond_drop and attr_drop must be in [0, 1)")
+        if not all(0 <= p < 1 for p in (self.cond_drop, self.attr_drop, self.text_drop)):
+            raise ValueError("cond_drop, attr_drop and text_drop must be in [0, 1)")

@@ -8,6 +8,7 @@ from ..data import downsample
 from ..diffusion import add_noise, loss_weight, target
 from ..models import NULL, reconstruction_loss
 from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
+from ..precision import autocast
 from .config import TrainConfig
 
 
@@ -17,9 +18,16 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 class DiffusionTask:
-    """Denoising loss with v or eps prediction, min-SNR weighting and condition dropout for guidance."""
+    """Denoising loss with v or eps prediction, min-SNR weighting and condition dropout for guidance.
 
-    def __init__(self, model: DiffusionModel, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig):
+    Each attribute is dropped on its own with p = attr_drop and the text with p = text_drop, so every subset
+    a user may give (a group alone, a subgroup alone, a prompt alone, ...) is trained, not only whole rows;
+    everything is dropped together with p = cond_drop, the unconditional branch of guidance.
+    `latent_stats` False keeps the latent statistics the model has (fine-tuning a trained generator).
+    """
+
+    def __init__(self, model: DiffusionModel, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+                 text: torch.Tensor | None = None, latent_stats: bool = True):
         r = model.resolution
         if images.shape[-1] % r:
             raise ValueError(f"images of {images.shape[-1]} px cannot be area-downsampled to {r} px")
@@ -27,21 +35,37 @@ class DiffusionTask:
         factor = images.shape[-1] // r
         images = downsample(images, factor) if factor > 1 else images  # uint8 (N, 3, r, r)
         if model.autoencoder is not None:
-            z = model.to_latent(to_float(images), bf16=config.bf16)  # un-normalised: shift 0, scale 1 so far
-            model.latent_shift.copy_(z.mean(dim=(0, 2, 3), keepdim=True))
-            model.latent_scale.copy_(z.std(dim=(0, 2, 3), keepdim=True))
-            self.x0 = (z - model.latent_shift) / model.latent_scale  # (N, L, r/f, r/f), unit variance
+            if latent_stats:
+                model.latent_shift.zero_()
+                model.latent_scale.fill_(1.0)
+            z = model.to_latent(to_float(images), bf16=config.bf16)  # (N, L, r/f, r/f)
+            if latent_stats:
+                model.latent_shift.copy_(z.mean(dim=(0, 2, 3), keepdim=True))
+                model.latent_scale.copy_(z.std(dim=(0, 2, 3), keepdim=True))
+                z = (z - model.latent_shift) / model.latent_scale  # unit variance
+            self.x0 = z
         else:
             self.x0 = to_float(images)
         self.labels = labels
+        self.text = self._check_text(model, text, len(labels))
+
+    @staticmethod
+    def _check_text(model: DiffusionModel, text: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if text is None or not model.takes_text:
+            return None
+        if text.shape != (n, model.embedder.config.text_dim):
+            raise ValueError(f"text embeddings must have shape ({n}, {model.embedder.config.text_dim}), "
+                             f"got {tuple(text.shape)}")
+        return text
 
     @classmethod
     def from_targets(cls, model: DiffusionModel, x0: torch.Tensor, labels: torch.Tensor,
-                     config: TrainConfig) -> "DiffusionTask":
+                     config: TrainConfig, text: torch.Tensor | None = None) -> "DiffusionTask":
         """A task on targets already in the model's space (normalised latents, or pixels in [-1, 1]), so that
         several models can share one encoding of the data; the model's latent statistics must be set already."""
         task = cls.__new__(cls)
         task.model, task.config, task.x0, task.labels = model, config, x0, labels
+        task.text = cls._check_text(model, text, len(labels))
         return task
 
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -52,12 +76,16 @@ class DiffusionTask:
         drop_attr = torch.rand(labels.shape, generator=g) < c.attr_drop
         drop_all = torch.rand(b, generator=g) < c.cond_drop
         labels[drop_attr | drop_all[:, None]] = NULL
+        text = None
+        if self.text is not None:  # drawn only with text, so runs without text keep their random stream
+            text = self.text[idx].clone()
+            text[(torch.rand(b, generator=g) < c.text_drop) | drop_all] = 0.0
         t = torch.randint(0, model.schedule.timesteps, (b,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
         abar = model.alphas_cumprod[t]
         x_t = add_noise(x0, noise, abar)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.bf16):
-            out = model(x_t, t, model.condition(labels))
+        with autocast(c.bf16):
+            out = model(x_t, t, model.condition(labels, text))
         pred = model.schedule.prediction
         per_sample = (out.float() - target(x0, noise, abar, pred)).pow(2).mean(dim=(1, 2, 3))
         return (per_sample * loss_weight(abar, pred, c.min_snr_gamma)).mean()
@@ -79,7 +107,7 @@ class UpscalerTask:
             xs = torch.randint(0, (side - self.crop) // s + 1, (len(idx),), generator=g) * s
             hr = torch.stack([im[:, y:y + self.crop, x:x + self.crop] for im, y, x in zip(hr, ys, xs)])
         lr = downsample(hr, s)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+        with autocast(self.config.bf16):
             out = self.model(to_float(lr))
         return F.l1_loss(out.float(), to_float(hr))
 
@@ -97,6 +125,6 @@ class AutoencoderTask:
         f = self.model.net.config.factor
         noise = torch.randn(x.shape[0], self.model.net.config.latent_channels, x.shape[2] // f, x.shape[3] // f,
                             generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+        with autocast(self.config.bf16):
             out = self.model(x, noise)
         return reconstruction_loss(out.float(), x)

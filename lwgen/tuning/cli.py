@@ -83,7 +83,14 @@ def run_tune(args: argparse.Namespace) -> int:
     from ..data import ImageTable
     from ..pipeline import AutoencoderModel
     from ..training.trainer import TrainingError
-    from .search import SearchSpace, TuneSettings, best_config, open_study, prepare_data, run_trial
+    from .search import (
+        SearchSpace,
+        TuneSettings,
+        best_config,
+        open_study,
+        prepare_data,
+        run_trial,
+    )
 
     if args.trials < 0:
         raise ValueError("--trials must be 0 or more")

@@ -18,6 +18,7 @@ from ..data.images import DataError, downsample
 from ..diffusion import ScheduleConfig
 from ..models import UNetConfig
 from ..pipeline import AutoencoderModel, DiffusionModel
+from ..precision import autocast
 from ..training.config import TrainConfig
 from ..training.distributed import Dist
 from ..training.tasks import DiffusionTask, to_float
@@ -131,7 +132,7 @@ def split_rows(table: ImageTable, train_split: str, val_split: str, seed: int = 
 def _encode(ae: AutoencoderModel, images: torch.Tensor, bf16: bool, batch: int = 256) -> torch.Tensor:
     out = []
     for chunk in images.split(batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(bf16):
             out.append(ae.net.encode(to_float(chunk)).float())
     return torch.cat(out)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..diffusion import add_noise, to_x0
+from ..precision import autocast
 
 LOGSNR_RANGE = (-6.0, 6.0)
 
@@ -54,7 +55,7 @@ class Validation:
         for s in range(0, len(self), batch):
             x0, a, tt = self.x0[s:s + batch], abar[s:s + batch], t[s:s + batch]
             x_t = add_noise(x0, self.noise[s:s + batch], a)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast(bf16):
                 out = model(x_t, tt, model.condition(self.labels[s:s + batch]))
             x0_hat = to_x0(x_t, out.float(), a, pred)
             if model.autoencoder is None:  # the samplers clip pixel-space estimates to the image range too
