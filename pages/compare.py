@@ -3,7 +3,7 @@ import streamlit as st
 import torch
 
 from lwgen.app import state, ui
-from lwgen.app.conditions import describe, starting_condition
+from lwgen.app.conditions import describe, prompt_for, starting_condition, takes_text
 from lwgen.app.images import to_numpy
 from lwgen.app.runner import condition_of, frame_steps, noise_shape, traced_sample
 
@@ -29,6 +29,12 @@ st.subheader("Condition")
 combos = state.combinations(sides["A"][0], first)
 values = ui.condition_inputs(first.vocab, combos, f"cmp:{sides['A'][0].name}", columns=4,
                              defaults=starting_condition(first.vocab))
+with_text = [side for side, s in sides.items() if takes_text(s[1].model)]
+prompt = ui.prompt_input(bool(with_text), "cmp:prompt", note="No prompt: neither checkpoint was trained with text, "
+                                                             "so only the attributes steer them.")
+if prompt and len(with_text) < len(sides):
+    st.caption(f"Run {' and '.join(sorted(set(sides) - set(with_text)))} was trained without text: it ignores the "
+               "prompt and uses the attributes alone.")
 c1, c2, c3 = st.columns([1, 1, 2])
 seed = int(c1.number_input("Seed", 0, 2**31 - 1, 0, key="cmp:seed"))
 longest = max(s[3] for s in sides.values())
@@ -48,27 +54,28 @@ if run:
         traces = {}
         for k, (side, (entry, loaded, sampler, steps, guidance)) in enumerate(sides.items()):
             model = loaded.model
-            cond = condition_of(model, values)
+            cond = condition_of(model, values, prompt_for(model, prompt))
             keep = [i - 1 for i in shown if i <= steps]
             traces[side] = traced_sample(model, cond, seed, steps, sampler, guidance, keep, lock=loaded.lock,
                                          label=f"run {side} ({entry.name}), ",
                                          progress=lambda f, m, k=k: report((k + f) / 2, m))
-        settings = {side: (entry.name, sampler, steps, guidance)
-                    for side, (entry, _, sampler, steps, guidance) in sides.items()}
-        st.session_state["cmp:result"] = {"traces": traces, "values": dict(values), "seed": seed,
+        settings = {side: (entry.name, sampler, steps, guidance, bool(prompt_for(loaded.model, prompt)))
+                    for side, (entry, loaded, sampler, steps, guidance) in sides.items()}
+        st.session_state["cmp:result"] = {"traces": traces, "values": dict(values), "prompt": prompt, "seed": seed,
                                           "settings": settings}
 
 result = st.session_state.get("cmp:result")
 if result is None:
     st.info("Pick two checkpoints (or one checkpoint with two sampler settings) and press **Run both**.")
     st.stop()
-st.markdown(f"**{describe(result['values'])}** · seed {result['seed']}")
+st.markdown(f"**{describe(result['values'], result.get('prompt'))}** · seed {result['seed']}")
 out = st.columns(2, gap="large")
 for side, col in zip(("A", "B"), out):
     trace = result["traces"][side]
-    name, sampler, steps, guidance = result["settings"][side]
+    name, sampler, steps, guidance, used_prompt = result["settings"][side]
     with col:
-        st.markdown(f"**Run {side}: {name}** · {sampler}, {steps} steps, guidance {guidance:g}")
+        unused = " · prompt ignored (no text)" if result.get("prompt") and not used_prompt else ""
+        st.markdown(f"**Run {side}: {name}** · {sampler}, {steps} steps, guidance {guidance:g}{unused}")
         st.metric("Sampling time", f"{trace.seconds:.2f} s", help="wall time of the whole run on this machine")
         st.image(to_numpy(trace.image), caption=f"{name}: final image", width=256)
         if trace.frames:

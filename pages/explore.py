@@ -1,11 +1,12 @@
-"""Explore: generated (and real) images and the condition vectors, projected to 2-D; select points to see them."""
+"""Explore: generated (and real) images, the sentence embeddings of their texts and the learned condition vectors,
+projected to 2-D; search the images by text; select points to see them."""
 import streamlit as st
 import torch
 
 from lwgen.app import state, ui
 from lwgen.app.conditions import known_combinations
-from lwgen.app.explore import (SOURCE, TAG, combine, first_image_per_class, gallery_items, has_real_data,
-                               item_features, spread_subset)
+from lwgen.app.explore import (MATCH, SOURCE, TAG, TEXT, combine, first_image_per_class, gallery_items,
+                               has_real_data, item_features, match_labels, spread_subset, text_search)
 from lwgen.app.figures import THUMBNAIL_LIMIT, THUMBNAIL_STEPS, thumbnail_scatter
 from lwgen.app.images import data_uri
 from lwgen.app.paths import data_root, display_path
@@ -74,76 +75,151 @@ with st.expander("Build a gallery" if available else "No gallery yet: build one"
             st.rerun()
 
 attrs = list(model.vocab)
-image_tab, text_tab = st.tabs(["Image embeddings", "Text embeddings"])
-
-with image_tab, ui.guard("Image embeddings"):
-    real_ok = has_real_data(data_root())
-    sources = (["generated"] if gallery is not None else []) + (["real"] if real_ok else [])
-    if not sources:
-        st.info(f"Nothing to project yet: build a gallery above (real images appear too once the emoji data is "
-                f"built in `{display_path(data_root())}`).")
-    else:
-        c1, c2, c3, c4 = st.columns(4)
-        chosen = c1.multiselect("Images", sources, default=sources, key="exp:sources")
-        limit = int(c2.slider("Real images", 50, 3000, 600, 50, key="exp:real_limit")) if "real" in chosen else 0
-        clf = state.classifier(entries)
-        kinds = ["pixels"] + (["classifier"] if clf is not None else [])
-        feature = c3.radio("Features", kinds, key="exp:features", horizontal=True,
-                           format_func=FEATURE_NAMES.get,
-                           help=None if clf is not None else "classifier features appear when checkpoints/"
-                                                             "classifier exists")
-        color = c4.selectbox("Colour by", [SOURCE, *attrs], index=1 if attrs else 0, key="exp:color")
+real_ok = has_real_data(data_root())
+sources = (["generated"] if gallery is not None else []) + (["real"] if real_ok else [])
+items, chosen, limit = None, [], 0
+if sources:
+    c1, c2 = st.columns([1, 2])
+    chosen = c1.multiselect("Images", sources, default=sources, key="exp:sources")
+    limit = int(c2.slider("Real images", 50, 3000, 600, 50, key="exp:real_limit")) if "real" in chosen else 0
+    with ui.guard("Loading the images"):
         parts = []
         if "generated" in chosen and gallery is not None:
             parts.append(gallery_items(gallery))
         if "real" in chosen:
             parts.append(state.real(str(data_root()), tuple(attrs), model.resolution, limit))
         items = combine(parts)
-        if len(items) == 0:
-            st.info("Choose at least one image source.")
+items_key = f"{entry.name}|{entry.stamp}|{label}|{','.join(chosen)}|{limit}"
+
+
+def no_items() -> None:
+    """Say why there is nothing to project."""
+    if not sources:
+        st.info(f"Nothing to project yet: build a gallery above (real images appear too once the emoji data is "
+                f"built in `{display_path(data_root())}`).")
+    elif items is not None:
+        st.info("Choose at least one image source.")
+
+
+image_tab, text_tab, cond_tab = st.tabs(["Image embeddings", "Text embeddings", "Learned condition vectors"])
+
+with image_tab, ui.guard("Image embeddings"):
+    if items is None or len(items) == 0:
+        no_items()
+    else:
+        c1, c2 = st.columns(2)
+        clf = state.classifier(entries)
+        kinds = ["pixels"] + (["classifier"] if clf is not None else [])
+        feature = c1.radio("Features", kinds, key="exp:features", horizontal=True,
+                           format_func=FEATURE_NAMES.get,
+                           help=None if clf is not None else "classifier features appear when checkpoints/"
+                                                             "classifier exists")
+        color = c2.selectbox("Colour by", [SOURCE, *attrs], index=1 if attrs else 0, key="exp:color")
+        params = projection_inputs("exp:img", len(items))
+        key = f"{items_key}|{feature}"
+        x = (state.features_cached(key, lambda: item_features(items, "classifier", clf))
+             if feature == "classifier" else item_features(items))
+        xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
+                              params["min_dist"], _x=x)
+        k = st.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT, key="exp:thumbs",
+                             help="images drawn at points spread over the map; the other points are markers")
+        thumbs = [None] * len(items)
+        for i in spread_subset(xy, k):
+            thumbs[i] = data_uri(items.images[i], 32)
+        hover = [SOURCE, *attrs, TAG]
+        fig = thumbnail_scatter(xy, items.frame, color, hover, thumbs)
+        event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                                key=f"exp:scatter:{key}")
+        picked = selected_indices(event)
+        st.caption(f"{len(items)} images, {params['method']} of {FEATURE_NAMES[feature]}. "
+                   + selection_summary(items.frame, picked, color) + " (box or lasso on the map).")
+        if picked:
+            shown = picked[:48]
+            described = [a for a in attrs if a != color] + [TAG]
+            ui.image_grid(items.images[shown], captions(items.frame, shown, described), widest=6)
+            if len(picked) > len(shown):
+                st.caption(f"showing the first {len(shown)} of {len(picked)}")
+
+with text_tab, ui.guard("Text embeddings"):
+    st.caption("Sentence embeddings (all-MiniLM-L6-v2, 384-d) of every image's text: the data's `text` column for "
+               "real images (their attribute values where the data has none), the condition for generated ones. "
+               "Search finds the images whose texts are closest in meaning to yours (cosine similarity).")
+    if items is None or len(items) == 0:
+        no_items()
+    else:
+        c1, c2 = st.columns([4, 1])
+        query = c1.text_input("Search by text", key="exp:txt:query", max_chars=300,
+                              placeholder="e.g. a sleeping cat").strip()
+        top = int(c2.number_input("Matches", 1, 48, 8, key="exp:txt:k"))
+        from lwgen.text import is_loaded  # lazy, like the encoder itself
+
+        if query:
+            st.session_state["exp:txt:on"] = True
+        if not (st.session_state.get("exp:txt:on") or is_loaded()):
+            st.info("The text map embeds every image's text with the sentence encoder, which loads on first use "
+                    "(a few seconds). Type a query above, or:")
+            if st.button("Embed the texts", key="exp:txt:embed"):
+                st.session_state["exp:txt:on"] = True
+                st.rerun()
         else:
-            params = projection_inputs("exp:img", len(items))
-            key = f"{entry.name}|{entry.stamp}|{label}|{','.join(chosen)}|{limit}|{feature}"
-            x = (state.features_cached(key, lambda: item_features(items, "classifier", clf))
-                 if feature == "classifier" else item_features(items))
+            vectors = state.text_vectors(tuple(items.frame[TEXT].tolist()))
+            hits, scores = text_search(query, vectors, top) if query else ([], [])
+            frame = items.frame.assign(**{MATCH: match_labels(len(items), hits)})
+            params = projection_inputs("exp:txt", len(items))
+            c1, c2 = st.columns(2)
+            color = c1.selectbox("Colour by", [MATCH, SOURCE, *attrs], index=0 if query else 1,
+                                 key=f"exp:txt:color:{'search' if query else 'map'}",
+                                 help=f"{MATCH}: the matches of the search")
+            key = f"{items_key}|text"
             xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
-                                  params["min_dist"], _x=x)
-            k = st.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT, key="exp:thumbs",
-                                 help="images drawn at points spread over the map; the other points are markers")
+                                  params["min_dist"], _x=vectors.numpy())
+            if query:
+                marked = list(hits)
+                c2.caption("The matches are drawn as images on the map.")
+            else:
+                k = c2.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT,
+                                     key="exp:txt:thumbs", help="images drawn at points spread over the map")
+                marked = spread_subset(xy, k)
             thumbs = [None] * len(items)
-            for i in spread_subset(xy, k):
-                thumbs[i] = data_uri(items.images[i], 32)
-            hover = [SOURCE, *attrs, TAG]
-            fig = thumbnail_scatter(xy, items.frame, color, hover, thumbs)
+            for i in marked:
+                thumbs[int(i)] = data_uri(items.images[int(i)], 32)
+            fig = thumbnail_scatter(xy, frame, color, [SOURCE, TEXT, TAG], thumbs)
             event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                                    key=f"exp:scatter:{key}")
+                                    key=f"exp:textmap:{key}")
+            if query:
+                st.markdown(f"**Closest in meaning to “{query}”**")
+                if len(hits):
+                    ui.image_grid(items.images[list(hits)],
+                                  [f"{frame[TEXT].iloc[i] or '(no text)'} · {frame[SOURCE].iloc[i]} · {s:.2f}"
+                                   for i, s in zip(hits, scores)], widest=8)
+                else:
+                    st.info("None of these images has a text to compare with.")
             picked = selected_indices(event)
-            st.caption(f"{len(items)} images, {params['method']} of {FEATURE_NAMES[feature]}. "
-                       + selection_summary(items.frame, picked, color) + " (box or lasso on the map).")
+            st.caption(f"{len(items)} images, {params['method']} of the sentence embeddings of their texts. "
+                       + selection_summary(frame, picked, color) + " (box or lasso on the map).")
             if picked:
                 shown = picked[:48]
-                described = [a for a in attrs if a != color] + [TAG]
-                ui.image_grid(items.images[shown], captions(items.frame, shown, described), widest=6)
+                ui.image_grid(items.images[shown], captions(frame, shown, [TEXT, SOURCE, TAG]), widest=6)
                 if len(picked) > len(shown):
                     st.caption(f"showing the first {len(shown)} of {len(picked)}")
 
-with text_tab, ui.guard("Text embeddings"):
+with cond_tab, ui.guard("Learned condition vectors"):
     combos = known_combinations(model.checkpoint_config, gallery.labels if gallery is not None else None)
     vectors, frame = condition_points(model, combos)
-    st.caption(f"{int((frame['kind'] == 'value').sum())} attribute values (each alone, the other attributes "
-               f"'any') and {int((frame['kind'] == 'combination').sum())} combinations"
-               + (" from the gallery / config" if combos is not None else " (no known combinations yet)")
-               + f": {vectors.shape[1]}-dimensional condition vectors.")
-    params = projection_inputs("exp:txt", len(frame))
+    st.caption(f"What the generator learnt, not sentence embeddings: the {vectors.shape[1]}-dimensional condition "
+               f"vectors of {int((frame['kind'] == 'value').sum())} attribute values (each alone, the other "
+               f"attributes 'any') and {int((frame['kind'] == 'combination').sum())} combinations"
+               + (" from the gallery / config." if combos is not None else " (no known combinations yet)."))
+    params = projection_inputs("exp:cond", len(frame))
     c1, c2 = st.columns(2)
-    color = c1.selectbox("Colour by", ["attribute", "kind", *attrs], key="exp:txt:color")
-    key = f"text|{entry.name}|{entry.stamp}|{label}"
+    color = c1.selectbox("Colour by", ["attribute", "kind", *attrs], key="exp:cond:color")
+    key = f"cond|{entry.name}|{entry.stamp}|{label}"
     xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
                           params["min_dist"], _x=vectors.numpy())
     owner: list = [None] * len(frame)
     thumbs = None
     if gallery is not None and combos is not None:
-        k = c2.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT, key="exp:txt:thumbs",
+        k = c2.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT, key="exp:cond:thumbs",
                              help="a generated image of the combination, at points spread over the map")
         owner = [None] * int((frame["kind"] == "value").sum()) + first_image_per_class(gallery, combos)
         with_image = [i for i, o in enumerate(owner) if o is not None]
@@ -152,7 +228,7 @@ with text_tab, ui.guard("Text embeddings"):
             thumbs[with_image[j]] = data_uri(gallery.images[owner[with_image[j]]], 32)
     fig = thumbnail_scatter(xy, frame, color, ["label", "kind"], thumbs)
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            key=f"exp:text:{key}")
+                            key=f"exp:cond:{key}")
     picked = selected_indices(event)
     st.caption(selection_summary(frame, picked, "kind") + " (box or lasso on the map).")
     if picked:

@@ -4,7 +4,7 @@ import streamlit as st
 from lwgen.app import state, ui
 from lwgen.app.catalog import of_kind
 from lwgen.app.command import sample_command
-from lwgen.app.conditions import describe, starting_condition
+from lwgen.app.conditions import describe, starting_condition, takes_text
 from lwgen.app.images import grid_png, zip_pngs
 from lwgen.app.runner import condition_of, generate_images
 
@@ -21,6 +21,7 @@ with left:
     st.subheader("Condition")
     values = ui.condition_inputs(model.vocab, combos, f"gen:{entry.name}",
                                  defaults=starting_condition(model.vocab))
+    prompt = ui.prompt_input(takes_text(model), "gen:prompt")
     st.subheader("Sampling")
     sampler, steps, guidance = ui.sampling_inputs("gen")
     c1, c2 = st.columns(2)
@@ -42,21 +43,23 @@ with right:
             if up_entry is None or up is not None:
                 seeds = list(range(seed, seed + count))
                 _, report = ui.progress_reporter(f"{count} images, {steps} {sampler} steps:")
-                cond = condition_of(model, values)
+                cond = condition_of(model, values, prompt)
                 images = generate_images(model, cond, seeds, steps, sampler, guidance, report, loaded.lock,
                                          up.model if up is not None else None)
                 st.session_state["gen:result"] = {
-                    "images": images, "seeds": seeds, "values": dict(values), "checkpoint": entry.name,
+                    "images": images, "seeds": seeds, "values": dict(values), "prompt": prompt,
+                    "checkpoint": entry.name,
                     "command": sample_command(entry.path, values, count, steps, sampler, guidance, seed,
-                                              up_entry.path if up is not None else None)}
+                                              up_entry.path if up is not None else None, prompt=prompt)}
     result = st.session_state.get("gen:result")
     if result is None:
-        st.info("Choose a condition and press **Generate**. Every image shows its seed; the same seed and "
-                "settings give the same image, here and on the command line.")
+        st.info("Choose a condition (attributes and, for a generator trained with text, a prompt) and press "
+                "**Generate**. Every image shows its seed; the same seed and settings give the same image, here "
+                "and on the command line.")
     else:
         images = result["images"]
-        st.markdown(f"**{result['checkpoint']}** · {describe(result['values'])} · {len(images)} images, "
-                    f"{images.shape[-1]} px")
+        st.markdown(f"**{result['checkpoint']}** · {describe(result['values'], result.get('prompt'))} · "
+                    f"{len(images)} images, {images.shape[-1]} px")
         ui.image_grid(images, [f"seed {s}" for s in result["seeds"]])
         d1, d2 = st.columns(2)
         d1.download_button("Download grid (PNG)", grid_png(images), "grid.png", "image/png", on_click="ignore",

@@ -1,10 +1,10 @@
-"""Embedding lab: walk between two condition vectors, and generate from any point of their PCA map."""
+"""Embedding lab: walk between two conditions or two prompts, and generate from any point of the condition map."""
 import streamlit as st
 
 from lwgen.app import state, ui
-from lwgen.app.conditions import describe, starting_condition
+from lwgen.app.conditions import describe, starting_condition, takes_text
 from lwgen.app.figures import condition_map
-from lwgen.app.lab import click_grid, nearest, vector_at
+from lwgen.app.lab import click_grid, nearest, prompt_walk, vector_at
 from lwgen.app.runner import condition_of, generate_images, walk_images
 from lwgen.app.selection import clicked_position
 from lwgen.projection import fit_plane, walk
@@ -52,6 +52,35 @@ if walked is not None and walked["checkpoint"] == entry.name:
     st.markdown(walked["title"])
     n = len(walked["images"])
     ui.image_grid(walked["images"], [f"t = {k / (n - 1):.2f}" for k in range(n)], widest=16)
+
+st.subheader("Walk between two prompts")
+if not takes_text(model):
+    st.caption(f"`{entry.name}` was trained without text, so it takes no prompt; a generator trained with a text "
+               "column can walk from one description to another here.")
+else:
+    st.caption("The condition vectors of prompt A and prompt B (every attribute 'any'), interpolated with the "
+               "frames, interpolation, seed and sampling settings above: one starting noise, only the words change.")
+    pa, pb = st.columns(2, gap="large")
+    prompt_a = pa.text_input("Prompt A", key="lab:prompt:A", placeholder="e.g. a smiling face", max_chars=300,
+                             help=ui.PROMPT_HELP)
+    prompt_b = pb.text_input("Prompt B", key="lab:prompt:B", placeholder="e.g. a sleeping cat", max_chars=300,
+                             help=ui.PROMPT_HELP)
+    if st.button("Walk between the prompts", type="primary"):
+        if not prompt_a.strip() and not prompt_b.strip():
+            st.info("Type prompt A and prompt B first (an empty one means no text).")
+        else:
+            with ui.guard(f"Walking between prompts with {entry.name}"):
+                vectors = prompt_walk(model, prompt_a, prompt_b, frames, mode)
+                _, report = ui.progress_reporter(f"{frames} frames:")
+                images = walk_images(model, vectors, seed, steps, sampler, guidance, report, loaded.lock)
+                st.session_state["lab:prompt_walk"] = {
+                    "images": images, "checkpoint": entry.name,
+                    "title": f"{describe({}, prompt_a)} → {describe({}, prompt_b)} ({mode}, seed {seed})"}
+    prompted = st.session_state.get("lab:prompt_walk")
+    if prompted is not None and prompted["checkpoint"] == entry.name:
+        st.markdown(prompted["title"])
+        n = len(prompted["images"])
+        ui.image_grid(prompted["images"], [f"t = {k / (n - 1):.2f}" for k in range(n)], widest=16)
 
 st.subheader("Map of condition vectors")
 st.caption("PCA of every single attribute value and every known combination. Click anywhere on the map (or "

@@ -77,3 +77,25 @@ def tiny_latent_checkpoint(tmp_path_factory, shapes_dir) -> Path:
     Trainer(DiffusionTask(model, table.images, table.labels, config), config, root / "diffusion",
             torch.ones(len(table)), progress=False).run()
     return root / "diffusion"
+
+
+def train_tiny_text_diffusion(data: Path, out: Path, steps: int = 4, seed: int = 0) -> Path:
+    """A tiny diffusion model that also takes prompts: trained on the rows' attribute values as text."""
+    from lwgen.text import ENCODER, TEXT_DIM, encode
+    from lwgen.training.cli import row_texts
+
+    table = ImageTable.load(data, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
+    text = encode(row_texts(table, SHAPE_ATTRIBUTES, "text"))  # the shapes CSV has no text column: "red, circle, ..."
+    torch.manual_seed(seed)
+    model = DiffusionModel(TINY_UNET, ScheduleConfig("cosine"), table.vocab, cond_dim=32, text_dim=TEXT_DIM)
+    config = TrainConfig(batch=8, steps=steps, warmup=2, log_every=1, seed=seed)
+    task = DiffusionTask(model, table.images, table.labels, config, text=text)
+    meta = {"attributes": SHAPE_ATTRIBUTES, "text": {"column": None, "encoder": ENCODER}}
+    Trainer(task, config, out, torch.ones(len(table)), meta=meta, progress=False).run()
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_text_checkpoint(tmp_path_factory, shapes_dir) -> Path:
+    """A tiny cosine diffusion checkpoint with text conditioning (text_dim 384)."""
+    return train_tiny_text_diffusion(shapes_dir, tmp_path_factory.mktemp("text") / "tiny-text")

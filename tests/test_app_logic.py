@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from torchvision.utils import save_image
 from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class
 from lwgen.app.catalog import discover, of_kind, preferred
 from lwgen.app.command import sample_command
-from lwgen.app.conditions import ANY, attribute_options, describe, known_combinations, starting_condition
-from lwgen.app.explore import (combine, first_image_per_class, gallery_items, item_features, real_items,
-                               spread_subset)
+from lwgen.app.conditions import (ANY, attribute_options, describe, known_combinations, prompt_for,
+                                  starting_condition, takes_text)
+from lwgen.app.explore import (TEXT, combine, first_image_per_class, gallery_items, item_features, match_labels,
+                               real_items, spread_subset, text_search)
 from lwgen.app.images import data_uri, grid, grid_png, png_bytes, resize, to_uint8, zip_pngs
-from lwgen.app.lab import click_grid, nearest, vector_at
+from lwgen.app.lab import click_grid, nearest, prompt_walk, vector_at
 from lwgen.app.paths import display_path
 from lwgen.app.runner import (condition_of, frame_steps, generate_images, noise_shape, traced_sample, turn,
                               walk_images, x0_image)
@@ -29,7 +31,7 @@ from lwgen.app.selection import captions, clicked_position, selected_indices, se
 from lwgen.cli import build_parser, parse_values
 from lwgen.cli import main as cli_main
 from lwgen.models import NULL
-from lwgen.pipeline import DiffusionModel, UpscaleModel
+from lwgen.pipeline import ConditionError, DiffusionModel, UpscaleModel
 from lwgen.projection import build_gallery, fit_plane, walk
 from lwgen.projection.text import condition_points
 
@@ -111,6 +113,8 @@ def test_starting_condition_prefers_the_demo_then_the_first_value():
 def test_describe():
     assert describe({"group": "flags", "subgroup": ANY}) == "group=flags"
     assert describe({"group": ANY}) == "no condition"
+    assert describe({"group": "flags"}, " a red flag ") == 'group=flags, "a red flag"'
+    assert describe({"group": ANY}, "a cat") == '"a cat"' and describe({}, "  ") == "no condition"
 
 
 def test_known_combinations_prefers_config_then_gallery():
@@ -144,6 +148,11 @@ def test_sample_command_round_trips_through_the_cli_parser(tmp_path, monkeypatch
     assert up.endswith("--guidance 1.5 --seed 7 --upscale --out grid.png")
     other = sample_command("checkpoints/emoji-cosine", {}, 4, 10, "ddim", 1.5, 7, upscaler=tmp_path / "up")
     assert "--upscale --upscaler up" in other
+    worded = sample_command("checkpoints/emoji-cosine", {"group": "flags"}, 2, 5, "dpmpp", 2.0, 0,
+                            prompt=" a 'red' flag ")
+    assert "--set group=flags --prompt " in worded
+    assert build_parser().parse_args(shlex.split(worded)[1:]).prompt == "a 'red' flag"
+    assert "--prompt" not in sample_command("c", {}, 1, 1, "ddim", 1.0, 0, prompt="  ")
 
 
 def test_the_shown_command_reproduces_the_grid(cosine, tiny_checkpoints, tmp_path):
@@ -326,3 +335,79 @@ def test_spread_subset_covers_the_map():
     picks = spread_subset(xy, 3)
     assert len(picks) == 3 and {50, 51} <= set(picks)  # the far-away points are never left out
     assert spread_subset(xy, 100) == list(range(52)) and spread_subset(xy, 0) == []
+
+
+# --- prompts ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def worded(tiny_text_checkpoint) -> DiffusionModel:
+    return DiffusionModel.from_checkpoint(tiny_text_checkpoint)
+
+
+def test_prompt_for_and_takes_text(cosine, worded):
+    assert takes_text(worded) and not takes_text(cosine) and not takes_text(object())
+    assert prompt_for(worded, " a red circle ") == "a red circle" and prompt_for(worded, None) == ""
+    assert prompt_for(cosine, "a red circle") == ""  # a generator without text ignores it
+
+
+def test_condition_of_adds_the_prompt(cosine, worded):
+    from lwgen.text import encode
+
+    values = {"shape": "circle", "color": ANY}
+    plain = condition_of(worded, values)
+    assert torch.equal(condition_of(worded, values, ""), plain)
+    assert torch.equal(condition_of(worded, values, "  "), plain)
+    red = condition_of(worded, values, "a red circle")
+    labels = worded.encode(values)[None]
+    assert red.shape == plain.shape and not red.requires_grad
+    assert torch.equal(red, worded.condition(labels, encode(["a red circle"])).detach())
+    assert not torch.equal(red, plain) and not torch.equal(red, condition_of(worded, values, "a blue square"))
+    anything = condition_of(worded, {}, "a red circle")  # every attribute "any" plus words
+    assert torch.equal(anything, worded.condition(worded.encode({})[None], encode(["a red circle"])).detach())
+    with pytest.raises(ConditionError, match="without text"):
+        condition_of(cosine, values, "a red circle")
+
+
+def test_prompt_grid_matches_the_cli(worded, tiny_text_checkpoint, tmp_path):
+    values, prompt = {"shape": "circle"}, "a small red circle"
+    images = generate_images(worded, condition_of(worded, values, prompt), [3, 4], 2, "dpmpp", 2.0)
+    cmd = sample_command(tiny_text_checkpoint, values, 2, 2, "dpmpp", 2.0, 3, out=str(tmp_path / "cli.png"),
+                         prompt=prompt)
+    assert cli_main(shlex.split(cmd)[1:]) == 0
+    ours = np.array(Image.open(io.BytesIO(grid_png(images))))
+    assert np.array_equal(ours, np.array(Image.open(tmp_path / "cli.png")))
+
+
+def test_prompt_walk_runs_from_prompt_a_to_prompt_b(worded):
+    vectors = prompt_walk(worded, "a red circle", "a blue square", 4, "lerp")
+    assert vectors.shape == (4, worded.embedder.config.dim)
+    assert torch.allclose(vectors[0], condition_of(worded, {}, "a red circle")[0], atol=1e-6)
+    assert torch.allclose(vectors[-1], condition_of(worded, {}, "a blue square")[0], atol=1e-6)
+    to_nothing = prompt_walk(worded, "a red circle", "", 3, "slerp")
+    assert torch.allclose(to_nothing[-1], condition_of(worded, {})[0], atol=1e-5)  # "" = no text
+    with pytest.raises(ValueError, match="prompt A and prompt B"):
+        prompt_walk(worded, " ", "", 3)
+
+
+def test_items_carry_their_text_and_search_finds_them(cosine, shapes_dir, tmp_path):
+    g = build_gallery(cosine, per_class=1, steps=1, classes=torch.tensor([[0, 0, 0], [1, NULL, 1]]))
+    gen = gallery_items(g)
+    v = cosine.vocab
+    assert gen.frame[TEXT].tolist() == [f"{v['shape'][0]}, {v['color'][0]}, {v['size'][0]}",
+                                         f"{v['shape'][1]}, {v['size'][1]}"]  # "any" is left out
+    real = real_items(shapes_dir, ["shape", "color", "size"], 32, limit=5)  # no text column: the values as text
+    row = real.frame.iloc[0]
+    assert row[TEXT] == f"{row['shape']}, {row['color']}, {row['size']}"
+    data = tmp_path / "worded"
+    shutil.copytree(shapes_dir, data)
+    table = pd.read_csv(data / "annotations.csv")
+    table["text"] = ["a sleepy cat" if i == 3 else ("" if i == 4 else "a shape") for i in range(len(table))]
+    table.to_csv(data / "annotations.csv", index=False)
+    real = real_items(data, ["shape", "color", "size"], 32, limit=len(table))
+    assert real.frame[TEXT].tolist()[3:5] == ["a sleepy cat", ""]  # the text column wins; an empty cell stays empty
+    from lwgen.projection.text import text_embeddings
+
+    hits, scores = text_search("a cat that is sleeping", text_embeddings(real.frame[TEXT].tolist()), k=3)
+    assert hits[0] == 3 and scores[0] > scores[1] and 4 not in hits.tolist()
+    with pytest.raises(ValueError, match="empty"):
+        text_search("  ", text_embeddings(["a"]), 1)
+    assert match_labels(4, np.array([2, 0])) == ["match", "other", "match", "other"]

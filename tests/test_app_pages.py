@@ -84,6 +84,7 @@ def test_generate_page(app_env, monkeypatch):
     labels = [s.label for s in at.selectbox]
     assert labels[0] == "Checkpoint" and {"shape", "color", "size", "Sampler"} <= set(labels)
     assert at.selectbox(key="gen:checkpoint").value == "emoji-cosine" and not at.image
+    assert not at.text_input and any("trained without text" in c.value for c in at.caption)  # no prompt box
     at.selectbox(key="gen:emoji-cosine:shape").select("circle").run()
     at.number_input(key="gen:count").set_value(3)
     at.number_input(key="gen:steps").set_value(2)
@@ -142,14 +143,16 @@ def test_compare_page(app_env, monkeypatch):
 
 
 def test_explore_page(app_env, monkeypatch):
+    monkeypatch.setattr("lwgen.text.is_loaded", lambda: False)  # as in a fresh process: no encoder yet
     at = open_page(app_env, monkeypatch, "explore")
     assert at.selectbox(key="exp:emoji-cosine:gallery").value == "shipped with the checkpoint"
     assert at.multiselect(key="exp:sources").value == ["generated", "real"]
-    assert len(at.get("plotly_chart")) == 2  # image and text embeddings
+    assert len(at.get("plotly_chart")) == 2  # image embeddings and learned condition vectors; text waits
+    assert any("sentence encoder" in i.value for i in at.info)
     at.selectbox(key="exp:img:method").select("t-SNE").run()
     at.slider(key="exp:img:perplexity").set_value(5)
     at.selectbox(key="exp:color").select("source").run()
-    at.selectbox(key="exp:txt:color").select("kind").run()
+    at.selectbox(key="exp:cond:color").select("kind").run()
     assert not at.exception and not at.error and len(at.get("plotly_chart")) == 2
     assert any("images, t-SNE of pixels (16 px)" in c.value for c in at.caption)
 
@@ -218,3 +221,78 @@ def test_tuning_page_explains_what_is_missing(app_env, monkeypatch, tmp_path):
     at.text_input(key="tune:storage").set_value(one).run()
     assert not at.exception and not at.error and len(at.get("plotly_chart")) == 2
     assert any("need at least 2 completed trials (1 so far)" in i.value for i in at.info)
+
+
+# --- prompts ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def text_env(app_env, tiny_text_checkpoint, tmp_path_factory) -> dict[str, Path]:
+    """The app environment with a generator that takes text (`text-cosine`) beside one that does not."""
+    root = tmp_path_factory.mktemp("text-checkpoints")
+    for name, source in (("text-cosine", tiny_text_checkpoint),
+                         ("emoji-linear", app_env["LWGEN_CHECKPOINTS"] / "emoji-linear")):
+        (root / name).mkdir()
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy(source / f, root / name / f)
+    model = DiffusionModel.from_checkpoint(root / "text-cosine")
+    save_gallery(root / "text-cosine", build_gallery(model, 1, 1, source=root / "text-cosine"))
+    return {**app_env, "LWGEN_CHECKPOINTS": root}
+
+
+def test_generate_with_a_prompt_loads_the_encoder_on_the_first_prompt_only(text_env, monkeypatch):
+    import lwgen.text
+
+    monkeypatch.setattr(lwgen.text, "_encoder", None)  # a fresh process: the encoder is not loaded yet
+    at = open_page(text_env, monkeypatch)
+    assert at.selectbox(key="gen:checkpoint").value == "text-cosine"
+    assert not lwgen.text.is_loaded()  # the first page opens without the sentence encoder
+    at.selectbox(key="gen:text-cosine:shape").select("any")
+    at.selectbox(key="gen:text-cosine:color").select("any")
+    at.text_input(key="gen:prompt").input("a small red circle")
+    at.number_input(key="gen:count").set_value(2)
+    at.number_input(key="gen:steps").set_value(1)
+    click(at, "Generate")
+    assert len(at.image) == 2 and lwgen.text.is_loaded()
+    assert '"a small red circle"' in " ".join(m.value for m in at.markdown)
+    assert "--prompt 'a small red circle'" in at.code[0].value and "--set" not in at.code[0].value
+
+
+def test_compare_with_a_prompt_and_a_model_without_text(text_env, monkeypatch):
+    at = open_page(text_env, monkeypatch, "compare")
+    assert at.selectbox(key="cmp:A:checkpoint").value == "emoji-linear"
+    assert at.selectbox(key="cmp:B:checkpoint").value == "text-cosine"
+    at.number_input(key="cmp:A:steps").set_value(1)
+    at.number_input(key="cmp:B:steps").set_value(1)
+    at.text_input(key="cmp:prompt").input("a blue square").run()
+    assert any("Run A was trained without text" in c.value for c in at.caption)
+    click(at, "Run both")
+    shown = " ".join(m.value for m in at.markdown)
+    assert '"a blue square"' in shown and shown.count("prompt ignored") == 1 and len(at.image) >= 2
+
+
+def test_lab_walks_between_two_prompts(text_env, app_env, monkeypatch):
+    at = open_page(app_env, monkeypatch, "lab")
+    assert any("trained without text" in c.value for c in at.caption) and not at.text_input
+    at = open_page(text_env, monkeypatch, "lab")
+    at.slider(key="lab:frames").set_value(3)
+    at.number_input(key="lab:steps").set_value(1)
+    next(b for b in at.button if b.label == "Walk between the prompts").click().run()
+    assert at.info and "Type prompt A and prompt B" in " ".join(i.value for i in at.info) and not at.image
+    at.text_input(key="lab:prompt:A").input("a red circle")
+    at.text_input(key="lab:prompt:B").input("a blue square")
+    click(at, "Walk between the prompts")
+    assert len(at.image) == 3 and [im.captions[0] for im in at.image][-1] == "t = 1.00"
+    assert '"a red circle" → "a blue square"' in " ".join(m.value for m in at.markdown)
+
+
+def test_explore_text_search_shows_the_nearest_images(text_env, monkeypatch):
+    at = open_page(text_env, monkeypatch, "explore")
+    at.text_input(key="exp:txt:query").input("a red circle")
+    at.number_input(key="exp:txt:k").set_value(3).run()
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == 3  # image embeddings, text embeddings, learned condition vectors
+    assert any("Closest in meaning to “a red circle”" in m.value for m in at.markdown)
+    hits = [im.captions[0] for im in at.image]
+    assert len(hits) == 3 and all(" · " in c for c in hits)
+    scores = [float(c.rsplit(" · ", 1)[1]) for c in hits]
+    assert scores == sorted(scores, reverse=True) and "red" in hits[0] and "circle" in hits[0]
+    assert at.selectbox(key="exp:txt:color:search").value == "query"

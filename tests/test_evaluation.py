@@ -294,3 +294,45 @@ def test_autoencoder_that_copies_its_input_scores_perfectly(tiny_classifier, sha
     assert result["l1"] == 0 and math.isinf(result["psnr"]) and result["ssim"] == pytest.approx(1, abs=1e-5)
     assert result["fid"] == pytest.approx(0, abs=1e-2)
     assert result["shape_top1"] == result["real_shape_top1"]
+
+
+def test_one_attribute_alone_gives_per_value_accuracy_and_steering(tiny_checkpoints, tiny_classifier, shapes_dir):
+    model = DiffusionModel.from_checkpoint(tiny_checkpoints["cosine"])
+    val = ImageTable.load(shapes_dir, [], size=32, split="val", progress=False)
+    result = evaluate_generator(model, Classifier.from_checkpoint(tiny_classifier), val, n=8, steps=2, batch=8,
+                                progress=False, condition="shape")
+    shapes = sorted(set(val.extra["shape"]))
+    assert result["condition"] == "shape" and result["values"] == len(shapes)
+    assert result["n"] == len(shapes) * max(2, -(-8 // len(shapes)))  # the same seeds for every value
+    assert result["color_top1"] is None and isinstance(result["shape_top1"], float)  # only the given one is scored
+    assert set(result["per_shape"]) <= set(shapes) and all(
+        set(v) == {"sample_top1", "real_top1"} for v in result["per_shape"].values())
+    for key in ("steering", "real_steering", "steering_same_condition", "steering_same_seed"):
+        assert math.isfinite(result[key]), key
+    assert result["steering"] == pytest.approx(result["steering_same_condition"] - result["steering_same_seed"],
+                                               abs=2e-4)
+    with pytest.raises(ValueError, match="rows, text or one of"):
+        evaluate_generator(model, Classifier.from_checkpoint(tiny_classifier), val, n=2, condition="hue")
+
+
+def test_steering_is_high_when_the_condition_decides_and_low_when_the_seed_does():
+    from lwgen.evaluation.conditions import real_steering, steering
+
+    ids, seeds = [0, 0, 1, 1], [0, 1, 0, 1]
+    by_condition = torch.tensor([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]])
+    by_seed = torch.tensor([[1.0, 0], [0, 1], [1, 0.1], [0.1, 1]])
+    assert steering(by_condition, ids, seeds)["steering"] > 0.8
+    assert steering(by_seed, ids, seeds)["steering"] < -0.8
+    assert real_steering(by_condition, ["a", "a", "b", "b"])["steering"] > 0.8
+
+
+def test_a_subgroup_implies_its_group():
+    import pandas as pd
+
+    from lwgen.evaluation.conditions import implied
+
+    table = ImageTable(root=Path("."), files=["f"] * 4, rows=list(range(4)), attributes=[], vocab={},
+                       labels=torch.zeros(4, 0, dtype=torch.long), images=torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+                       extra=pd.DataFrame({"group": ["a", "a", "b", "b"], "subgroup": ["x", "y", "z", "z"]}))
+    assert implied(table, "subgroup", ["group", "subgroup"]) == {"group": {"x": "a", "y": "a", "z": "b"}}
+    assert implied(table, "group", ["group", "subgroup"]) == {}

@@ -34,6 +34,7 @@ from lwgen.projection import (
     weights_hash,
 )
 from lwgen.projection.gallery import GALLERY, GALLERY_META, to_uint8
+from lwgen.projection.text import search, text_embeddings
 
 torch.set_num_threads(1)
 VOCAB = {"group": ["animals", "flags"], "subgroup": ["cat", "dog", "europe"], "style": ["a", "b"]}
@@ -260,3 +261,58 @@ def test_condition_points_values_then_combinations(cosine):
     assert frame["label"].iloc[-1] == ", ".join(f"{a}={cosine.vocab[a][i]}" for a, i in zip(cosine.vocab, [3, 2, 1]))
     only_values, _ = condition_points(cosine, None)
     assert only_values.shape[0] == n_values
+
+
+# --- sentence embeddings and text search ----------------------------------------------------------------
+def test_search_ranks_by_cosine_and_skips_rows_without_text():
+    vecs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, -1.0]])
+    idx, scores = search(torch.tensor([0.0, 2.0, 0.0]), vecs, k=3)  # only the direction counts
+    assert idx.tolist() == [3, 2, 0] and np.allclose(scores, [1.0, 0.8, 0.0])
+    idx, _ = search(np.array([[0.0, 0.0, -1.0]]), vecs, k=10)  # (1, D) query; k above the rows with text
+    assert idx.tolist()[0] == 4 and len(idx) == 4 and 1 not in idx.tolist()  # the zero row is never returned
+    with pytest.raises(ValueError, match="empty"):
+        search(torch.zeros(3), vecs, 2)
+    with pytest.raises(ValueError, match="dimensions"):
+        search(torch.ones(4), vecs, 2)
+
+
+def test_text_search_finds_the_sleeping_cat():
+    texts = ["red apple", "blue car", "sleepy cat"]
+    vecs = text_embeddings(texts)
+    idx, scores = search(text_embeddings(["a cat sleeping"])[0], vecs, k=3)
+    assert idx.tolist()[0] == 2 and scores[0] > scores[1] and sorted(idx.tolist()) == [0, 1, 2]
+
+
+def test_text_embeddings_encode_each_text_once_and_cache(tmp_path, monkeypatch):
+    import lwgen.text
+
+    seen = []
+    real = lwgen.text.encode
+    monkeypatch.setattr(lwgen.text, "encode", lambda texts, **kw: seen.append(list(texts)) or real(texts, **kw))
+    vecs = text_embeddings(["blue car", "", "red apple", "blue car"], tmp_path)
+    assert vecs.shape == (4, 384) and torch.equal(vecs[0], vecs[3]) and not vecs[1].any()
+    assert seen == [["", "blue car", "red apple"]] and list(tmp_path.glob("text-*.safetensors"))
+    again = text_embeddings(["blue car", "", "red apple", "blue car"], tmp_path)
+    assert torch.equal(again, vecs) and len(seen) == 1  # read from the cache, not encoded again
+
+
+def test_sentence_encoder_loads_offline(tmp_path):
+    """In a fresh process with the hub switched off, an empty HF cache and no reachable network."""
+    import subprocess
+
+    script = (
+        "import json, torch\n"
+        "from lwgen import text\n"
+        "assert not text.is_loaded()\n"
+        "v = text.encode(['a cat sleeping on a sofa', 'a sleepy kitten', 'a red sports car', ''])\n"
+        "print(json.dumps({'shape': list(v.shape), 'norms': v.norm(dim=1).tolist(), 'loaded': text.is_loaded(),\n"
+        "                  'related': float(v[0] @ v[1]), 'unrelated': float(v[0] @ v[2])}))\n")
+    dead = "http://127.0.0.1:9"  # nothing listens: any download attempt fails
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["shape"] == [4, 384] and out["loaded"]
+    assert np.allclose(out["norms"][:3], 1.0, atol=1e-4) and out["norms"][3] == 0.0  # empty text: the zero row
+    assert out["related"] > out["unrelated"] + 0.2

@@ -47,10 +47,23 @@ def attribute_options(vocab: dict[str, list[str]], combos: torch.Tensor | None,
     return out
 
 
-def describe(values: dict[str, str]) -> str:
-    """{group: flags, style: any} -> "group=flags"; "no condition" when every attribute is "any"."""
+def describe(values: dict[str, str], prompt: str | None = None) -> str:
+    """{group: flags, style: any} and "a red flag" -> 'group=flags, "a red flag"'; "no condition" when every
+    attribute is "any" and there is no prompt."""
     parts = [f"{a}={v}" for a, v in values.items() if v not in (ANY, None, "")]
+    if prompt and prompt.strip():
+        parts.append(f'"{prompt.strip()}"')
     return ", ".join(parts) or "no condition"
+
+
+def takes_text(model: Any) -> bool:
+    """Whether a generator takes prompts (False for one trained without text)."""
+    return bool(getattr(model, "takes_text", False))
+
+
+def prompt_for(model: Any, prompt: str | None) -> str:
+    """The prompt a model can use: the stripped prompt for a generator trained with text, else ""."""
+    return (prompt or "").strip() if takes_text(model) else ""
 
 
 def starting_condition(vocab: dict[str, list[str]], which: int = 0) -> dict[str, str]:

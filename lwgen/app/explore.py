@@ -1,4 +1,5 @@
-"""The items the Explore page projects: generated gallery images and, when the data is built, real images."""
+"""The items the Explore page projects: generated gallery images and, when the data is built, real images; each
+with the text that describes it, for sentence embeddings and search."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from ..projection.gallery import Gallery
 from .images import resize
 
 SOURCE = "source"
+TEXT = "text"  # what describes an item in words: the data's text column, else its attribute values
+MATCH = "query"  # the column a text search fills: "match" for its hits, else "other"
 TAG = "tag"  # what tells one item from another in a caption: "seed 12" for generated images, the name for real ones
 
 
 @dataclass
 class Items:
-    """Images (N, 3, R, R) uint8 and one frame row per image (source, attributes, name or seed)."""
+    """Images (N, 3, R, R) uint8 and one frame row per image (source, attributes, text, name or seed)."""
 
     images: torch.Tensor
     frame: pd.DataFrame
@@ -35,8 +38,16 @@ def gallery_items(gallery: Gallery) -> Items:
     """The gallery as items with source "generated"."""
     frame = gallery.frame()
     frame.insert(0, SOURCE, "generated")
+    frame[TEXT] = values_text(frame, gallery.attributes)
     frame[TAG] = [f"seed {s}" for s in frame["seed"]]
     return Items(gallery.images, frame)
+
+
+def values_text(frame: pd.DataFrame, attributes: list[str]) -> list[str]:
+    """Each row's attribute values as text ("red, circle"), for items without a text of their own."""
+    from ..text import template  # lazy: lwgen.text is only needed where text is
+
+    return [template({a: str(row[a]) for a in attributes if a in frame.columns}) for _, row in frame.iterrows()]
 
 
 def has_real_data(root: str | Path) -> bool:
@@ -57,6 +68,10 @@ def real_items(root: str | Path, attributes: list[str], size: int, limit: int, s
                                              for a in attributes}})
     if "name" in table.extra.columns:
         frame["name"] = table.extra["name"].astype(str).tolist()
+    if TEXT in table.extra.columns:
+        frame[TEXT] = [str(v).strip() if v == v else "" for v in table.extra[TEXT].tolist()]  # NaN -> no text
+    else:
+        frame[TEXT] = values_text(frame, attributes)
     frame["file"] = table.files
     frame[TAG] = frame["name"] if "name" in frame.columns else [Path(f).stem for f in table.files]
     return Items(table.images, frame)
@@ -105,3 +120,21 @@ def spread_subset(xy: np.ndarray, k: int) -> list[int]:
         picks.append(nxt)
         dist = np.minimum(dist, ((xy - xy[nxt]) ** 2).sum(1))
     return sorted(picks)
+
+
+def text_search(query: str, text_vecs: torch.Tensor, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The k items whose texts are closest in meaning to the query (cosine of sentence embeddings): indices, scores."""
+    from ..projection.text import search
+    from ..text import encode  # lazy: the sentence encoder loads on the first query
+
+    if not query.strip():
+        raise ValueError("the query is empty: type a few words")
+    return search(encode([query])[0], text_vecs, k)
+
+
+def match_labels(n: int, indices: np.ndarray | list[int]) -> list[str]:
+    """A label per item for colouring a search: "match" for the hits, "other" for the rest."""
+    out = ["other"] * n
+    for i in indices:
+        out[int(i)] = "match"
+    return out

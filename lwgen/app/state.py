@@ -14,6 +14,7 @@ from ..projection.combinations import default_classes
 from ..projection.features import load_classifier
 from ..projection.gallery import GALLERY, Gallery, load_gallery, weights_hash
 from ..projection.reduce import project
+from ..projection.text import text_embeddings
 from .cards import model_summary
 from .catalog import Entry, discover
 from .explore import Items, real_items
@@ -122,6 +123,12 @@ def real(root: str, attributes: tuple[str, ...], size: int, limit: int) -> Items
 def features_cached(key: str, _compute: Any) -> np.ndarray:
     """Features computed once per key (the key names checkpoint, gallery, data and feature kind)."""
     return _compute()
+
+
+@st.cache_resource(max_entries=8, show_spinner="Embedding the texts (the sentence encoder loads on first use)...")
+def text_vectors(texts: tuple[str, ...]) -> Any:
+    """Sentence embeddings (N, 384) of item texts, once per process per text list (and on disk in the cache)."""
+    return text_embeddings(texts, cache_root() / "text")
 
 
 @st.cache_data(max_entries=32, show_spinner="Projecting... (UMAP compiles on its first use: about 10 s)")

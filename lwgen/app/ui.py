@@ -93,6 +93,21 @@ def condition_inputs(vocab: dict[str, list[str]], combos: torch.Tensor | None, k
     return selected
 
 
+PROMPT_HELP = ("describe the image in words; it is added to the attributes (leave them 'any' to steer by the words "
+               "alone); empty = no text. The sentence encoder loads on the first prompt (a few seconds).")
+
+
+def prompt_input(takes_text: bool, key: str, label: str = "Prompt",
+                 placeholder: str = "e.g. a smiling face with hearts",
+                 note: str = "No prompt: this checkpoint was trained without text, so only the attributes steer "
+                             "it.") -> str:
+    """A prompt box for a generator trained with text ("" when empty); for one without, a short note and ""."""
+    if not takes_text:
+        st.caption(note)
+        return ""
+    return st.text_input(label, key=key, placeholder=placeholder, max_chars=300, help=PROMPT_HELP).strip()
+
+
 def sampling_inputs(key: str, steps: int = 20, guidance: float = 2.0) -> tuple[str, int, float]:
     """Sampler, steps and guidance widgets."""
     c1, c2, c3 = st.columns([4, 3, 3])

@@ -9,10 +9,10 @@ from .features import pixel_features
 from .gallery import Gallery, build_gallery, load_gallery, save_gallery, weights_hash
 from .interpolate import lerp, slerp, walk
 from .reduce import METHODS, PlaneMap, fit_plane, project
-from .text import condition_points
+from .text import condition_points, search, text_embeddings
 
 __all__ = [
     "combinations_from_config", "combinations_from_data", "default_classes", "labels_from_rows", "pixel_features",
     "Gallery", "build_gallery", "load_gallery", "save_gallery", "weights_hash", "lerp", "slerp", "walk", "METHODS",
-    "PlaneMap", "fit_plane", "project", "condition_points",
+    "PlaneMap", "fit_plane", "project", "condition_points", "search", "text_embeddings",
 ]

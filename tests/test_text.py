@@ -1,0 +1,112 @@
+"""Prompts: text in the condition, training with text, starting from a checkpoint without it, and bf16 detection."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import SHAPE_ATTRIBUTES, TINY_UNET
+
+from lwgen import precision
+from lwgen.data import ImageTable
+from lwgen.diffusion import ScheduleConfig
+from lwgen.pipeline import ConditionError, DiffusionModel
+from lwgen.text import TEXT_DIM, template
+from lwgen.training import DiffusionTask, TrainConfig
+
+
+def _tiny(vocab, text_dim=0):
+    torch.manual_seed(0)
+    return DiffusionModel(TINY_UNET, ScheduleConfig("cosine"), vocab, cond_dim=32, text_dim=text_dim)
+
+
+def test_text_starts_at_zero_and_zero_rows_mean_no_text(shapes_dir):
+    table = ImageTable.load(shapes_dir, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
+    model = _tiny(table.vocab, TEXT_DIM)
+    labels = table.labels[:4]
+    text = torch.nn.functional.normalize(torch.randn(4, TEXT_DIM), dim=1)
+    assert torch.equal(model.condition(labels, text), model.condition(labels))  # the projection starts at zero
+    with torch.no_grad():
+        model.embedder.text_proj.weight.normal_()
+    given = model.condition(labels, text)
+    text[1] = 0
+    partly = model.condition(labels, text)
+    assert not torch.allclose(given[0], model.condition(labels)[0])
+    assert torch.allclose(partly[1], model.condition(labels)[1]) and torch.allclose(partly[0], given[0])
+
+
+def test_a_model_without_text_refuses_a_prompt(shapes_dir):
+    table = ImageTable.load(shapes_dir, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
+    model = _tiny(table.vocab)
+    assert model.encode_prompt("") is None
+    with pytest.raises(ConditionError, match="without text"):
+        model.encode_prompt("a red circle")
+    with pytest.raises(ValueError, match="without text"):
+        model.condition(table.labels[:2], torch.ones(2, TEXT_DIM))
+
+
+def test_text_dropout_trains_every_subset(shapes_dir):
+    table = ImageTable.load(shapes_dir, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
+    model = _tiny(table.vocab, TEXT_DIM)
+    seen = []
+    model.condition = lambda labels, text=None: (seen.append((labels.clone(), text.clone())),
+                                                 DiffusionModel.condition(model, labels, text))[1]
+    config = TrainConfig(batch=64, steps=1, attr_drop=0.5, text_drop=0.5, cond_drop=0.1)
+    text = torch.nn.functional.normalize(torch.randn(len(table), TEXT_DIM), dim=1)
+    task = DiffusionTask(model, table.images, table.labels, config, text=text)
+    loss = task.loss(torch.arange(64) % len(table), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    labels, given_text = seen[0]
+    only_first = ((labels[:, 0] >= 0) & (labels[:, 1:] < 0).all(1)).sum()
+    no_text = (given_text.abs().sum(1) == 0).float().mean()
+    assert only_first > 0 and 0.3 < no_text < 0.8  # one attribute alone occurs; about half the rows lose the text
+
+
+def test_template_text_of_attribute_values():
+    assert template({"color": "dark-red", "shape": "circle", "size": "any"}) == "dark red, circle"
+
+
+def _cmd(data, out, *extra):
+    return [sys.executable, "-m", "lwgen", "train", "diffusion", "--data", str(data), "--out", str(out),
+            "--attributes", "shape", "color", "--load-size", "32", "--unet-resolution", "16",
+            "--unet-base-channels", "16", "--unet-channel-mult", "1", "2", "--unet-attention-levels", "1",
+            "--unet-emb-dim", "32", "--unet-groups", "8", "--batch", "8", "--steps", "3", "--warmup", "1",
+            "--threads", "1", "--no-progress", *extra]
+
+
+def test_train_with_text_then_sample_a_prompt_and_start_from_a_model_without_text(shapes_dir, tmp_path):
+    plain = tmp_path / "plain"
+    subprocess.run(_cmd(shapes_dir, plain, "--text-column", ""), check=True, capture_output=True)
+    assert json.loads((plain / "config.json").read_text())["text_dim"] == 0
+    worded = tmp_path / "worded"
+    run = subprocess.run(_cmd(shapes_dir, worded, "--init", str(plain)), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    config = json.loads((worded / "config.json").read_text())
+    assert config["text_dim"] == TEXT_DIM and config["init"]["checkpoint"] == str(plain)
+    assert config["init"]["steps"] == 3 and "new: null_text, text_proj" in run.stdout
+    grid = tmp_path / "prompt.png"
+    run = subprocess.run([sys.executable, "-m", "lwgen", "sample", "--checkpoint", str(worded), "--prompt",
+                          "a red circle", "-n", "4", "--steps", "2", "--out", str(grid)],
+                         capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert run.returncode == 0, run.stderr
+    assert grid.stat().st_size > 100
+    run = subprocess.run([sys.executable, "-m", "lwgen", "sample", "--checkpoint", str(plain), "--prompt", "x",
+                          "-n", "1", "--steps", "1", "--out", str(tmp_path / "no.png")], capture_output=True, text=True)
+    assert run.returncode != 0 and "without text" in run.stderr and not (tmp_path / "no.png").exists()
+
+
+def test_bf16_only_where_the_cpu_has_it(monkeypatch):
+    precision.cpu_bf16_native.cache_clear()
+    monkeypatch.setenv("LWGEN_BF16", "0")
+    assert not precision.bf16_active(True) and not torch.is_autocast_enabled("cpu")
+    with precision.autocast(True):
+        assert not torch.is_autocast_enabled("cpu")
+    precision.cpu_bf16_native.cache_clear()
+    monkeypatch.setenv("LWGEN_BF16", "1")
+    with precision.autocast(True):
+        assert torch.is_autocast_enabled("cpu")
+    with precision.autocast(False):
+        assert not torch.is_autocast_enabled("cpu")
+    precision.cpu_bf16_native.cache_clear()
