@@ -8,10 +8,24 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, limits
 from .checkpoint import CheckpointError
 from .data import DataError
 from .pipeline import ConditionError
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def image_format(out: str | Path) -> str:
+    """The PIL format of an output image from its extension; ValueError for another extension or a folder."""
+    text = str(out)
+    if text.endswith(("/", "\\")) or Path(text).is_dir():
+        raise ValueError(f"--out {text}: is a folder; give an image file name such as {Path(text) / 'samples.png'}")
+    ext = Path(text).suffix.lower()
+    if ext not in IMAGE_FORMATS:
+        raise ValueError(f"--out {text}: unknown image extension {ext or '(none)'!r}; use one of "
+                         + ", ".join(IMAGE_FORMATS))
+    return IMAGE_FORMATS[ext]
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +43,8 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upscale", action="store_true", help="also apply the x4 up-scaler")
     p.add_argument("--upscaler", type=Path, default=Path("checkpoints/upscaler-x4"), help="up-scaler checkpoint")
     p.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square-ish)")
-    p.add_argument("--out", type=Path, default=Path("samples.png"), help="grid PNG to write")
+    p.add_argument("--out", default="samples.png",
+                   help="grid image to write; its extension sets the format (" + ", ".join(IMAGE_FORMATS) + ")")
     p.add_argument("--fp32", action="store_true", help="sample in float32 instead of bfloat16 autocast")
     p.set_defaults(func=run_sample)
 
@@ -50,11 +65,15 @@ def run_sample(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .data.images import image_grid, to_uint8
-    from .io import atomic_write
+    from .io import atomic_write, check_writable_file
     from .pipeline import DiffusionModel, UpscaleModel
 
-    if not 1 <= args.n <= 1024:
-        raise ConditionError("-n must be between 1 and 1024")
+    limits.check_sampling(args.steps, args.guidance, args.n, args.seed,
+                          names={"steps": "--steps", "guidance": "--guidance", "count": "-n", "seed": "--seed"})
+    limits.check("nrow", args.nrow, "--nrow")
+    fmt = image_format(args.out)
+    out = Path(args.out)
+    check_writable_file(out)  # before sampling, not after
     t0 = time.perf_counter()
     model = DiffusionModel.from_checkpoint(args.checkpoint)
     labels = model.encode(parse_values(args.values)).expand(args.n, -1)
@@ -65,8 +84,8 @@ def run_sample(args: argparse.Namespace) -> int:
         images = UpscaleModel.from_checkpoint(args.upscaler).upscale(images, bf16=not args.fp32)
     nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
     grid = image_grid(to_uint8(images), nrow).permute(1, 2, 0).numpy()  # (H, W, 3)
-    atomic_write(args.out, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
-    print(f"wrote {args.out} ({args.n} images, {images.shape[-1]} px) in {time.perf_counter() - t0:.1f} s")
+    atomic_write(out, lambda tmp: Image.fromarray(grid).save(tmp, format=fmt))
+    print(f"wrote {out} ({args.n} images, {images.shape[-1]} px) in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -82,6 +101,8 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
                    help="what to export")
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--force", action="store_true",
+                   help="release: replace the checkpoint in a non-empty --out (never the --checkpoint itself)")
     p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16",
                    help="release: weight precision")
     p.add_argument("--features", choices=("pixels", "classifier"), default="pixels",
@@ -128,14 +149,36 @@ def run_export(args: argparse.Namespace) -> int:
     """Keep the EMA weights (or the raw ones if there is no EMA), cast, and copy the config."""
     if args.what == "tensorboard":
         return run_export_tensorboard(args)
-    from .checkpoint import load_checkpoint, module_state, save_checkpoint
+    from .checkpoint import (
+        STAMP,
+        TRAIN_STATE,
+        load_checkpoint,
+        module_state,
+        save_checkpoint,
+    )
+    from .io import check_writable_folder
+    from .pipeline import load_model
 
-    config, tensors = load_checkpoint(args.checkpoint)
+    src, dst = Path(args.checkpoint), Path(args.out)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"--out {dst} is the --checkpoint itself; write the release copy to another folder")
+    if dst.is_dir() and any(dst.iterdir()) and not args.force:
+        raise ValueError(f"--out {dst} is not empty; pass --force to replace the checkpoint there, or choose a new "
+                         f"folder")
+    config, tensors = load_checkpoint(src)
+    if config.get("kind") in ("diffusion", "upscaler", "autoencoder"):
+        load_model(src)  # the weights must fit the config: never release a checkpoint that cannot load
     state = module_state(tensors, "ema") or module_state(tensors, "model")
+    if not state:
+        raise CheckpointError(f"{src}: no 'ema.*' or 'model.*' tensors in model.safetensors")
+    check_writable_folder(dst)
     dtype = getattr(torch, args.dtype)
     out = {f"ema.{k}": v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    config.pop(STAMP, None)
     config["release"] = {"source": str(args.checkpoint), "dtype": args.dtype}
-    save_checkpoint(args.out, out, config)
+    save_checkpoint(dst, out, config)
+    if (dst / TRAIN_STATE).exists():  # a replaced run's training state would resume the old weights
+        (dst / TRAIN_STATE).unlink()
     size = (args.out / "model.safetensors").stat().st_size / 1e6
     print(f"wrote {args.out} ({len(out)} tensors, {size:.1f} MB)")
     return 0
@@ -259,13 +302,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    args._argv = argv  # which flags the user gave (training compares them with a resumed checkpoint)
+    from .io import describe_os_error
+    from .training.trainer import TrainingError
+
     try:
         return int(args.func(args) or 0)
     except (DataError, CheckpointError, ConditionError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except OSError as e:  # a read-only folder, a full disk, a folder where a file should be: one line, no traceback
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        return 128 + int(getattr(e, "signum", 2))
 
 
 if __name__ == "__main__":

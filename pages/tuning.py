@@ -3,8 +3,20 @@ import streamlit as st
 
 from lwgen.app import ui
 from lwgen.app.navigation import require_app
-from lwgen.app.tuning import (TUNE_HINT, best_config_command, best_trial, default_storage, figures, load_study,
-                              state_counts, storage_problem, study_names, trials_frame)
+from lwgen.app.tuning import (
+    TUNE_HINT,
+    best_config_command,
+    best_trial,
+    can_create,
+    create_storage,
+    default_storage,
+    figures,
+    load_study,
+    state_counts,
+    storage_problem,
+    study_names,
+    trials_frame,
+)
 
 require_app()
 st.title("Tuning")
@@ -13,6 +25,11 @@ st.caption("Hyper-parameter searches of `lwgen tune`: each trial trains for a fi
 url = st.text_input("Optuna storage", default_storage(), key="tune:storage",
                     help="the --storage URL of `lwgen tune`; an SQLite file is sqlite:///path/to/file.db")
 problem = storage_problem(url)
+if problem and can_create(url) and st.button("Create an empty study file", key="tune:create",
+                                             help="writes a new SQLite file with Optuna's tables at this path"):
+    with ui.guard("Creating the study file"):
+        create_storage(url)
+    problem = storage_problem(url)
 if problem:
     st.info(problem + " Start a search with:")
     st.code(TUNE_HINT, language="bash")
@@ -27,7 +44,11 @@ if not names:
     st.code(TUNE_HINT, language="bash")
     st.stop()
 name = st.selectbox("Study", names, key="tune:study")
-study = load_study(url, name)
+study = None
+with ui.guard("Reading the study"):
+    study = load_study(url, name)
+if study is None:
+    st.stop()
 counts = state_counts(study)
 best = best_trial(study)
 cols = st.columns(5)

@@ -319,7 +319,8 @@ def test_build_emoji_from_tarballs(tmp_path, capsys):
                 "subgroups": "hand" if base or tone else "face-smiling", "annotation": name,
                 "skintone": tone, "skintone_base_hexcode": base}
 
-    records = [meta("1F600", "grinning face"), meta("1F44B", "waving hand"),
+    records = [{**meta("1F600", "grinning face"), "tags": "face, grin", "openmoji_tags": "happy, Face"},
+               meta("1F44B", "waving hand"),
                meta("1F44B-1F3FB", "waving hand: light skin tone", 1, "1F44B"),
                meta("2764-FE0F", "red heart")]
     om = make_tgz(tmp_path / "om.tgz", {
@@ -336,7 +337,10 @@ def test_build_emoji_from_tarballs(tmp_path, capsys):
     out = tmp_path / "emoji"
     df = build_emoji(out, size=24, twemoji_tgz=tw, openmoji_tgz=om, progress=False)
     csv = pd.read_csv(out / "annotations.csv", dtype=str, keep_default_na=False)
-    assert list(csv.columns) == ["file", "name", "group", "subgroup", "style", "skin_tone", "hexcode", "split"]
+    assert list(csv.columns) == ["file", "name", "group", "subgroup", "style", "skin_tone", "hexcode", "split",
+                                 "text"]
+    assert set(csv.loc[csv["hexcode"] == "1F600", "text"]) == {"grinning face, face, grin, happy"}  # no repeats
+    assert set(csv.loc[csv["hexcode"] == "1F44B", "text"]) == {"waving hand"}
     assert len(csv) == len(df) == 6  # 3 openmoji (one broken SVG) + 3 twemoji
     assert sorted(csv["file"]) == sorted([
         "images/openmoji/1F600.png", "images/openmoji/1F44B.png", "images/openmoji/1F44B-1F3FB.png",

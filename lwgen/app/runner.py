@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from .. import limits
 from .images import to_uint8
 
 Progress = Callable[[float, str], None]
@@ -30,6 +31,15 @@ def turn(lock: threading.Lock | None, progress: Progress | None = None) -> Itera
         lock.release()
 
 
+def _check(steps: int, guidance: float, seeds: list[int]) -> None:
+    """The limits table's bounds on one sampling call (ValueError naming the setting)."""
+    steps = int(steps) if hasattr(steps, "__index__") else steps  # numpy integers too
+    guidance = float(guidance) if isinstance(guidance, (int, float)) or hasattr(guidance, "__float__") else guidance
+    limits.check_sampling(steps, guidance, len(seeds), names={"steps": "sampler steps", "count": "images"})
+    for s in {int(s) for s in seeds}:
+        limits.check("seed", s, "seed")
+
+
 def step_reporter(progress: Progress | None, start: float = 0.0, span: float = 1.0,
                   label: str = "") -> Callable[[dict], None] | None:
     """A sampler callback mapping step i of n to progress start + span * (i + 1) / n."""
@@ -46,6 +56,7 @@ def generate_images(model: Any, cond: torch.Tensor, seeds: list[int], steps: int
                     progress: Progress | None = None, lock: threading.Lock | None = None,
                     upscaler: Any = None, batch: int = 64) -> torch.Tensor:
     """cond (1 or B, D) -> uint8 images (B, 3, R, R) (x4 when upscaler is given); image i depends on seeds[i] only."""
+    _check(steps, guidance, seeds)
     cond = cond.expand(len(seeds), -1) if cond.shape[0] == 1 else cond
     n = len(seeds)
     out = []
@@ -68,9 +79,15 @@ def generate_images(model: Any, cond: torch.Tensor, seeds: list[int], steps: int
 
 
 @torch.no_grad()
-def condition_of(model: Any, values: dict[str, str]) -> torch.Tensor:
-    """{attribute: value or "any"} -> the condition vector (1, D), detached."""
-    return model.condition(model.encode(values)[None]).detach()
+def condition_of(model: Any, values: dict[str, str], prompt: str | None = None) -> torch.Tensor:
+    """{attribute: value or "any"} and an optional prompt ("" = no text) -> the condition vector (1, D), detached.
+
+    A prompt needs a generator trained with text (ConditionError otherwise); the sentence encoder loads on the
+    first prompt only.
+    """
+    labels = model.encode(values)[None]
+    text = model.encode_prompt(prompt, 1) if prompt and prompt.strip() else None
+    return model.condition(labels, text).detach()
 
 
 @torch.no_grad()
@@ -121,6 +138,7 @@ def traced_sample(model: Any, cond: torch.Tensor, seed: int, steps: int, sampler
 
     The time covers the sampling only; decoding the kept x0 predictions is not counted.
     """
+    _check(steps, guidance, [seed])
     kept: list[tuple[int, int, torch.Tensor]] = []
     report = step_reporter(progress, label=label)
     wanted = set(keep)
@@ -146,6 +164,7 @@ def traced_sample(model: Any, cond: torch.Tensor, seed: int, steps: int, sampler
 def walk_images(model: Any, vectors: torch.Tensor, seed: int, steps: int, sampler: str, guidance: float,
                 progress: Progress | None = None, lock: threading.Lock | None = None) -> torch.Tensor:
     """One image per condition vector (N, D), all from the same noise (one seed) -> uint8 (N, 3, H, W)."""
+    _check(steps, guidance, [seed] * len(vectors))
     with turn(lock, progress):
         images = model.generate(vectors, [seed] * len(vectors), steps=steps, sampler=sampler, guidance=guidance,
                                 callback=step_reporter(progress))

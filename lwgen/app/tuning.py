@@ -24,18 +24,71 @@ def default_storage() -> str:
     return os.environ.get("LWGEN_TUNE_STORAGE") or DEFAULT_STORAGE
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+OPTUNA_TABLES = {"studies", "trials", "version_info"}  # tables every Optuna RDB storage has
+
+
+def sqlite_tables(path: Path) -> set[str] | None:
+    """The table names of an SQLite file, read-only (None when the file is not an SQLite database)."""
+    import sqlite3
+
+    with open(path, "rb") as f:
+        head = f.read(len(SQLITE_HEADER))
+    if head != SQLITE_HEADER:
+        return set() if head == b"" else None  # an empty file is an empty database to SQLite
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        con.close()
+
+
 def storage_problem(url: str) -> str | None:
-    """Why a storage URL cannot be read (a missing SQLite file is not created by looking at it), else None."""
+    """Why a storage URL cannot be opened as an Optuna storage, else None. Looking never writes: a missing SQLite
+    file is not created, and an SQLite file without Optuna's tables is refused rather than given them."""
     url = url.strip()
     if not url:
         return "Enter an Optuna storage URL, such as `sqlite:///runs/tune.db`."
     if "://" not in url:
         return f"`{url}` is not a storage URL: an SQLite file is written `sqlite:///path/to/file.db`."
     path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        return (f"`{display_path(path)}` does not exist yet: `lwgen tune ... --storage {url}` creates it with the "
-                f"first trial.")
+    if path is None:
+        return None
+    shown = display_path(path)
+    if not path.exists():
+        return (f"`{shown}` does not exist yet: `lwgen tune ... --storage {url}` creates it with the first trial "
+                f"(or create an empty study file here).")
+    if not path.is_file():
+        return f"`{shown}` is not a file, so it cannot be an SQLite study file."
+    try:
+        tables = sqlite_tables(path)
+    except OSError as e:
+        return f"`{shown}` cannot be read: {e.strerror or e}."
+    if tables is None:
+        return f"`{shown}` is not an SQLite database, so it holds no Optuna study."
+    if not OPTUNA_TABLES <= tables:
+        return (f"`{shown}` is an SQLite database without Optuna's tables; it is left untouched (the page writes "
+                f"into no other database). Give the storage of `lwgen tune`.")
     return None
+
+
+def can_create(url: str) -> bool:
+    """Whether `url` names an SQLite file that does not exist yet (the page may create an empty study file)."""
+    path = sqlite_path(url.strip())
+    return path is not None and not path.exists()
+
+
+def create_storage(url: str) -> None:
+    """Create a new, empty Optuna study file (only where no file exists: never into another database)."""
+    if not can_create(url):
+        raise ValueError(f"{url}: only a new SQLite file can be created here")
+    import optuna
+
+    path = sqlite_path(url.strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    optuna.storages.RDBStorage(url.strip())
 
 
 def study_names(url: str) -> list[str]:
@@ -52,7 +105,10 @@ def study_names(url: str) -> list[str]:
 def load_study(url: str, name: str) -> Any:
     import optuna
 
-    return optuna.load_study(study_name=name, storage=url.strip())
+    try:
+        return optuna.load_study(study_name=name, storage=url.strip())
+    except Exception as e:  # noqa: BLE001 - say what cannot be read, no traceback
+        raise ValueError(f"cannot read study {name!r} in {url}: {e}") from None
 
 
 def _state(trial: Any) -> str:

@@ -56,7 +56,11 @@ def read_annotations(
     df = read_csv(path)
     if len(set(attributes)) != len(attributes):
         raise DataError(f"attributes must be distinct, got {attributes}")
-    require_columns(df, path, [file_column, *attributes] + (["split"] if split is not None else []))
+    require_columns(df, path, [file_column, *attributes])
+    if split is not None and "split" not in df.columns:
+        existing = ", ".join(repr(c) for c in df.columns)
+        raise DataError(f"annotation CSV {path}: no 'split' column to keep the rows with split == {split!r} "
+                        f"(columns are: {existing}); pass --split '' to use all rows")
     if len(df) == 0:
         raise DataError(f"annotation CSV {path} has a header but no data rows")
     rows = list(range(2, len(df) + 2))

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import defaultdict
 from pathlib import Path
 
 from .dataset import ImageTable
+from .images import DataError
+
+SHOWN_PER_REASON = 20
 from .emoji import build_emoji
 from .synthetic import make_shapes
 
@@ -37,7 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     c.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     c.add_argument("--fit", choices=("pad", "crop"), default="pad", help="make square by padding or cropping")
     c.add_argument("--split", default=None, help="keep only rows with this value in the 'split' column")
-    c.add_argument("--skip-bad", action="store_true", help="skip rows with missing or broken images")
+    c.add_argument("--skip-bad", action="store_true",
+                   help="report bad rows but exit 0 (without it, any bad row makes the check fail)")
+    c.add_argument("--max-rows", type=int, default=SHOWN_PER_REASON,
+                   help="bad rows listed per reason (the rest are counted)")
     c.add_argument("--no-cache", action="store_true", help="do not read or write the decoded-image cache")
     c.set_defaults(func=run_check)
     return p
@@ -57,10 +65,40 @@ def run_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+def reason_group(error: str) -> str:
+    """The kind of a bad row's reason, without its details ("corrupt or truncated image (OSError: ...)" ->
+    "corrupt or truncated image")."""
+    return error.split(" (", 1)[0]
+
+
+def bad_rows_report(skipped: list[dict], per_reason: int = SHOWN_PER_REASON) -> list[str]:
+    """Lines listing every bad row grouped by reason, at most `per_reason` each (the rest counted)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for s in skipped:
+        groups[reason_group(s["error"])].append(s)
+    lines = [f"{len(skipped)} bad rows:"]
+    for reason, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {reason}: {len(rows)} rows")
+        for s in rows[:max(per_reason, 0)]:
+            detail = s["error"][len(reason):].strip()
+            lines.append(f"    row {s['row']}: file '{s['file']}'" + (f" {detail}" if detail else ""))
+        if len(rows) > per_reason:
+            lines.append(f"    ... and {len(rows) - per_reason} more")
+    return lines
+
+
 def run_check(args: argparse.Namespace) -> int:
-    """Load a data folder and print counts per attribute value and skipped rows."""
-    table = ImageTable.load(args.data, args.attributes, size=args.size, csv=args.csv, file_column=args.file_column,
-                            fit=args.fit, skip_bad=args.skip_bad, cache=not args.no_cache, split=args.split)
+    """Load a data folder; print counts per attribute value and every bad row grouped by reason (non-zero exit
+    when there are bad rows and no --skip-bad)."""
+    try:
+        table = ImageTable.load(args.data, args.attributes, size=args.size, csv=args.csv,
+                                file_column=args.file_column, fit=args.fit, skip_bad=True,
+                                cache=not args.no_cache, split=args.split, report=args.skip_bad)
+    except DataError as e:
+        skipped = getattr(e, "skipped", None)
+        if skipped:
+            print("\n".join(bad_rows_report(skipped, args.max_rows)), file=sys.stderr)
+        raise
     print(f"{len(table)} images of {args.size}x{args.size} px from {table.root}")
     for j, a in enumerate(table.attributes):
         counts = table.labels[:, j].bincount(minlength=len(table.vocab[a])).tolist()
@@ -68,9 +106,14 @@ def run_check(args: argparse.Namespace) -> int:
         for value, n in sorted(zip(table.vocab[a], counts), key=lambda t: (-t[1], t[0])):
             print(f"  {n:7d}  {value}")
     if table.skipped:
-        print(f"skipped {len(table.skipped)} rows:")
-        for s in table.skipped:
-            print(f"  row {s['row']}: file '{s['file']}': {s['error']}")
+        lines = bad_rows_report(table.skipped, args.max_rows)
+        if args.skip_bad:
+            print("\n".join(lines))
+            return 0
+        print("\n".join(lines), file=sys.stderr)
+        print(f"error: {len(table.skipped)} bad rows (listed above); fix them, or pass --skip-bad to leave them out",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -25,26 +25,61 @@ def _bad_row(row: int, file: str, reason: str) -> str:
     return f"row {row}: file '{file}': {reason}"
 
 
+OUTSIDE = "path leads outside the data folder"
+
+
+def _file_kind(mode: int) -> str:
+    """What a path that is not a regular file is."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def within(root: Path, file: str) -> bool:
+    """Whether root/file stays inside root: not absolute, and no '..' leads above it (resolved, with symbolic
+    links inside the folder followed, and checked again after them)."""
+    if Path(file).is_absolute() or Path(file).drive:
+        return False
+    parts = Path(os.path.normpath(file)).parts
+    if parts and parts[0] == "..":
+        return False
+    base = root.resolve()
+    target = (root / file).resolve()
+    # a symbolic link placed in the data folder by its owner may point elsewhere; '..' after it may not
+    return target.is_relative_to(base) or not any(p == ".." for p in Path(file).parts)
+
+
 def _check_files(root: Path, files: list[str], rows: list[int], file_column: str, skip_bad: bool,
                  skipped: list[dict]) -> tuple[list[int], list[tuple[int, int]]]:
-    """Quickly stat every file; return (indices of present files, their (mtime_ns, size))."""
+    """Quickly stat every file; return (indices of present files, their (mtime_ns, size)).
+
+    A path must stay inside the data folder (no absolute path, no '../'): one that leads out is a bad row.
+    """
     keep, stats = [], []
     for i, (f, r) in enumerate(zip(files, rows)):
+        reason = None
         if f == "":
             reason = f"column '{file_column}' is empty"
             if not skip_bad:
                 raise DataError(f"row {r}: {reason}")
-            skipped.append({"row": r, "file": f, "error": reason})
-            continue
-        try:
-            st = os.stat(root / f)
-            ok = stat.S_ISREG(st.st_mode)
-        except OSError:
-            ok = False
-        if not ok:
+        elif not within(root, f):
+            reason = OUTSIDE
+        else:
+            try:
+                st = os.stat(root / f)
+                if not stat.S_ISREG(st.st_mode):
+                    reason = f"not a regular file ({_file_kind(st.st_mode)})"
+            except FileNotFoundError:
+                reason = "file not found"
+            except OSError as e:
+                reason = f"cannot be read ({e.strerror or e})"
+        if reason is not None:
             if not skip_bad:
-                raise DataError(_bad_row(r, f, "file not found"))
-            skipped.append({"row": r, "file": f, "error": "file not found"})
+                raise DataError(_bad_row(r, f, reason))
+            skipped.append({"row": r, "file": f, "error": reason})
             continue
         keep.append(i)
         stats.append((st.st_mtime_ns, st.st_size))
@@ -143,8 +178,13 @@ class ImageTable:
         progress: bool = True,
         split: str | None = None,
         workers: int = 2,
+        report: bool = True,
     ) -> "ImageTable":
-        """Load images (size x size, uint8) and labels for the given attribute columns of root/csv."""
+        """Load images (size x size, uint8) and labels for the given attribute columns of root/csv.
+
+        With `skip_bad`, unusable rows are listed in `skipped` (and, with `report`, in .lwgen-cache/skipped.csv);
+        when no row is usable the DataError carries that list as `.skipped`.
+        """
         root = Path(root).expanduser()
         attributes = list(attributes)
         if fit not in ("pad", "crop"):
@@ -163,10 +203,12 @@ class ImageTable:
             skipped.append({"row": rows[keep[j]], "file": files[keep[j]], "error": reason})
         kept = [keep[j] for j in range(len(keep)) if j not in failed]
         skipped.sort(key=lambda s: s["row"])
-        if skipped:
+        if skipped and report:
             _write_skipped_report(root, skipped, len(files))
         if not kept:
-            raise DataError(f"annotation CSV {csv_path}: no rows with a usable image file")
+            error = DataError(f"annotation CSV {csv_path}: no rows with a usable image file")
+            error.skipped = skipped
+            raise error
         if vocab is None:
             vocab = {a: sorted(set(values[a][i] for i in kept)) for a in attributes}
         else:

@@ -3,15 +3,27 @@ under torchrun train one model data-parallel."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
+import re
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint, module_state, read_config
+from .. import limits
+from ..checkpoint import (
+    CONFIG,
+    TRAIN_STATE,
+    load_checkpoint,
+    module_state,
+    read_config,
+    validate_config,
+)
 from ..config_args import add_dataclass_args, dataclass_from_args
 from ..data import ImageTable, class_balanced_weights
 from ..data.cache import CACHE_DIR
 from ..diffusion import ScheduleConfig
+from ..io import check_writable_folder
 from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
 from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
 from ..text import ENCODER, TEXT_DIM, cached_encode, template
@@ -73,6 +85,8 @@ def _data_args(p: argparse.ArgumentParser, attributes: bool) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder with the images and the annotation CSV")
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
+    p.add_argument("--force", action="store_true",
+                   help="replace what a non-empty --out holds (without it, training refuses to write there)")
     p.add_argument("--csv", default="annotations.csv", help="annotation CSV, relative to --data or absolute")
     p.add_argument("--file-column", default="file", help="CSV column with the image paths")
     if attributes:
@@ -119,9 +133,92 @@ def _provenance(args: argparse.Namespace, table: ImageTable) -> dict:
 
 
 def _resumed_config(out: Path, resume: bool) -> dict | None:
-    if resume and (out / "config.json").is_file():
+    if resume and (out / CONFIG).is_file():
         return read_config(out)
     return None
+
+
+def check_out(args: argparse.Namespace, env: distributed.Dist) -> None:
+    """Before any work: --out is writable, not a checkpoint that a fresh run would destroy (unless --force), and
+    holds a training state when --resume asks for one."""
+    if not env.is_main:  # rank 0 alone reads and writes the folder (the others need not see it)
+        return
+    out = Path(args.out)
+    if args.resume and args.force:
+        raise ValueError("--resume continues the run in --out and --force replaces it: give one of them")
+    if args.resume:
+        if not (out / TRAIN_STATE).is_file():
+            what = "does not exist" if not out.exists() else f"has no training state ({TRAIN_STATE})"
+            raise ValueError(f"--resume: {out} {what}, so there is nothing to continue; train into a new --out "
+                             f"(--init {out} starts from a checkpoint's weights)")
+    elif out.is_dir() and any(out.iterdir()) and not args.force:
+        held = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(held[:4]) + (f", ... ({len(held)} entries)" if len(held) > 4 else "")
+        raise ValueError(f"--out {out} is not empty (it holds {shown}); pass --resume to continue its training, "
+                         f"--force to replace it, or choose a new folder")
+    check_writable_folder(out)
+
+
+def _given(args: argparse.Namespace, dest: str, default) -> bool:
+    """Whether the user set a flag (on the command line or in --config): its value is not the default, or its
+    flag is among the arguments."""
+    if getattr(args, dest, default) != default:
+        return True
+    flag = "--" + dest.replace("_", "-")
+    return any(t == flag or t.startswith(flag + "=") for t in getattr(args, "_argv", None) or [])
+
+
+def resume_conflicts(args: argparse.Namespace, prev: dict, section: str, prefix: str, cls: type,
+                     skip: tuple[str, ...] = (), extra: dict[str, tuple[object, object, object]] | None = None) -> None:
+    """On --resume, architecture (and schedule) flags must agree with the checkpoint; raise ValueError naming the
+    ones that do not. `extra`: dest -> (checkpoint value, flag default) for flags outside the dataclass."""
+    saved = prev.get(section) or {}
+    wrong = []
+    for f in dataclasses.fields(cls):
+        dest = prefix + f.name
+        if f.name in skip or f.name not in saved or not hasattr(args, dest):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        value = getattr(args, dest)
+        norm = list(value) if isinstance(value, (list, tuple)) else value
+        if _given(args, dest, default) and norm != saved[f.name]:
+            wrong.append(f"--{dest.replace('_', '-')} {_show(value)} (checkpoint: {_show(saved[f.name])})")
+    for dest, (was, default) in (extra or {}).items():
+        if was is not None and _given(args, dest, default) and getattr(args, dest) != was:
+            wrong.append(f"--{dest.replace('_', '-')} {_show(getattr(args, dest))} (checkpoint: {_show(was)})")
+    if wrong:
+        raise ValueError(f"--resume: {args.out} was trained with other settings: {'; '.join(wrong)}; drop these "
+                         f"flags to continue it, or train into a new --out")
+
+
+def _show(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def check_numbers(args: argparse.Namespace, config: TrainConfig) -> None:
+    """Training flags within bounds: every float finite, sizes and the batch within the limits table."""
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        if isinstance(value, float):
+            limits.check_finite(value, "--" + f.name.replace("_", "-"), low=0.0)
+        elif isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"--{f.name.replace('_', '-')} must not be negative, got {value}")
+    limits.check("batch", config.batch, "--batch")
+    if config.log_every < 1:
+        raise ValueError(f"--log-every must be at least 1, got {config.log_every}")
+    for dest in ("load_size", "size", "crop"):
+        if hasattr(args, dest):
+            limits.check("image_size", getattr(args, dest), "--" + dest.replace("_", "-"))
+
+
+def check_architecture(section: str, config: object, prefix: str) -> None:
+    """Architecture flags within the limits table (the checks config.json gets), naming the flag."""
+    try:
+        validate_config({section: {k: list(v) if isinstance(v, tuple) else v
+                                   for k, v in dataclasses.asdict(config).items()}})
+    except ValueError as e:
+        raise ValueError(re.sub(rf"\b{section}\.(\w+)", lambda m: "--" + (prefix + m.group(1)).replace("_", "-"),
+                                str(e))) from None
 
 
 def run_diffusion(args: argparse.Namespace) -> int:
@@ -135,11 +232,19 @@ def run_diffusion(args: argparse.Namespace) -> int:
 
 def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     say = _say(env)
+    config = dataclass_from_args(TrainConfig, args)
+    check_numbers(args, config)
+    check_out(args, env)
     prev = _resumed_config(args.out, args.resume)
+    if prev:
+        resume_conflicts(args, prev, "unet", "unet_", UNetConfig, skip=("cond_dim", "in_channels"),
+                         extra={"schedule": ((prev.get("schedule") or {}).get("name"), "cosine"),
+                                "prediction": ((prev.get("schedule") or {}).get("prediction"), "v")})
+    elif not args.init:
+        check_architecture("unet", dataclass_from_args(UNetConfig, args, prefix="unet_", in_channels=3), "unet_")
     start = read_config(args.init) if args.init and not prev else None
     base = prev or start
     table = _load(args, args.attributes, env, vocab=base["vocab"] if base else None)
-    config = dataclass_from_args(TrainConfig, args)
     torch.manual_seed(config.seed)
     texts = row_texts(table, args.attributes, args.text_column) if args.text_column else None
     text_dim = TEXT_DIM if texts is not None else 0
@@ -234,9 +339,16 @@ def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, de
     env = _start(args)
     try:
         say = _say(env)
-        prev = _resumed_config(args.out, args.resume)
-        table = _load(args, [], env)
         config = dataclass_from_args(TrainConfig, args)
+        check_numbers(args, config)
+        check_out(args, env)
+        prev = _resumed_config(args.out, args.resume)
+        if prev:
+            resume_conflicts(args, prev, unit.kind, prefix, unit.config_cls,
+                             extra={"size": (prev.get("size"), 64)} if "size" in meta else None)
+        else:
+            check_architecture(unit.kind, dataclass_from_args(unit.config_cls, args, prefix), prefix)
+        table = _load(args, [], env)
         torch.manual_seed(config.seed)
         model = (unit.from_config(prev, str(args.out)) if prev
                  else unit(dataclass_from_args(unit.config_cls, args, prefix)))
@@ -272,7 +384,10 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 
 def _report(summary: dict, out: Path) -> None:
     p = summary["progress"]
-    last = p["loss_history"][-1][1] if p["loss_history"] else float("nan")
+    last = summary.get("last_loss")
+    if last is None and p["loss_history"]:
+        last = p["loss_history"][-1][1]
+    loss = f", last loss {last:.4f}" if last is not None and math.isfinite(last) else ""
     procs = f" on {p['processes']} processes" if p.get("processes", 1) > 1 else ""
-    print(f"saved {out}: {p['step']} steps, {p['images_seen']} images{procs}, {p['wall_time_s'] / 60:.1f} min, "
-          f"last loss {last:.4f}")
+    print(f"saved {out}: {p['step']} steps, {p['images_seen']} images{procs}, {p['wall_time_s'] / 60:.1f} min"
+          f"{loss}")

@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import TRAIN_STATE, read_tensors, save_checkpoint, write_tensors
+from ..checkpoint import STAMP, TRAIN_STATE, read_tensors, save_checkpoint
 from . import distributed
 from .config import TrainConfig
 from .loggers import Loggers
@@ -22,6 +24,34 @@ from .loggers import Loggers
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a state that does not match the run)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: handled like Ctrl-C (the trainer saves, then stops)."""
+
+    signum = signal.SIGTERM
+
+
+class _SigtermAsInterrupt:
+    """While active (main thread only), SIGTERM raises Terminated, except during a save, which it lets finish."""
+
+    def __init__(self) -> None:
+        self.saving, self.pending, self.previous = False, False, None
+
+    def _handler(self, signum, frame) -> None:
+        if self.saving:
+            self.pending = True
+            return
+        raise Terminated()
+
+    def __enter__(self) -> "_SigtermAsInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def lr_factor(step: int, progress: float, config: TrainConfig) -> float:
@@ -69,6 +99,8 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.step, self.elapsed, self.history = 0, 0.0, []
         self.images_seen = 0
+        self.last_loss: float | None = None
+        self._signals: _SigtermAsInterrupt | None = None
         self._loss_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     # --- state ------------------------------------------------------------------------------------------
@@ -87,13 +119,23 @@ class Trainer:
                              "loss_history": self.history}}
 
     def save(self) -> None:
-        """Write the resumable state, then the checkpoint folder (weights + EMA + config), all atomically."""
+        """Write the resumable state and the checkpoint folder (weights + EMA + config) as one stamped set
+        (see `save_checkpoint`); a SIGTERM during the save waits until it is done."""
         meta = {"step": str(self.step), "elapsed": repr(self.elapsed), "history": json.dumps(self.history),
                 "images_seen": str(self.images_seen), "param_groups": json.dumps(self.opt.state_dict()["param_groups"])}
-        write_tensors(self.out / TRAIN_STATE, self._state_tensors(), meta)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        save_checkpoint(self.out, tensors, self.config_dict())
+        signals = self._signals
+        if signals is not None:
+            signals.saving = True
+        try:
+            save_checkpoint(self.out, tensors, self.config_dict(), train_state=(self._state_tensors(), meta))
+        finally:
+            if signals is not None:
+                signals.saving = False
+        if signals is not None and signals.pending:
+            signals.pending = False
+            raise Terminated()
 
     def resume(self) -> bool:
         """Load the resumable state from the output folder; False when there is none.
@@ -137,6 +179,7 @@ class Trainer:
         self.opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         self.history = json.loads(meta["history"])
+        meta.pop(STAMP, None)
         self.images_seen = int(meta.get("images_seen", self.step * self.config.batch))
 
     # --- loop -------------------------------------------------------------------------------------------
@@ -161,6 +204,14 @@ class Trainer:
         `pause_at_s` stops early once `pause_at_s` seconds of training have elapsed (the learning-rate schedule
         still spans the whole budget), saves, and returns; calling `run` again continues where it stopped.
         """
+        with _SigtermAsInterrupt() as signals:
+            self._signals = signals
+            try:
+                return self._run(resume, pause_at_s)
+            finally:
+                self._signals = None
+
+    def _run(self, resume: bool, pause_at_s: float | None) -> dict[str, Any]:
         c, env = self.config, self.dist
         if c.threads > 0:
             torch.set_num_threads(c.threads)
@@ -202,6 +253,7 @@ class Trainer:
                 self.elapsed += float(distributed.mean(dt)) if env.enabled else dt
                 self.images_seen += c.batch * env.world_size
                 window.append(value.item())
+                self.last_loss = window[-1]
                 seen += c.batch * env.world_size
                 bar.update(1)
                 if self.step % c.log_every == 0:
@@ -222,10 +274,14 @@ class Trainer:
                     log.image("samples", self.preview(self.ema), self.step)
                     last_preview = time.monotonic()
             finished = True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if env.is_main:
-                tqdm.write(f"interrupted at step {self.step}; saving to {self.out} (resume with --resume)")
-                self.save()
+                what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+                tqdm.write(f"{what} at step {self.step}; saving to {self.out} (resume with --resume)")
+                try:
+                    self.save()  # a second signal waits for the save (see save)
+                except Terminated:
+                    pass
             raise
         finally:
             bar.close()
@@ -240,7 +296,7 @@ class Trainer:
                     log.image("samples", self.preview(self.ema), self.step)
                 log.close()
         distributed.barrier()  # the others wait until rank 0 has written the folder
-        return self.config_dict()
+        return {**self.config_dict(), "last_loss": self.last_loss}
 
     def _check_in_sync(self) -> None:
         """All processes must end with bit-identical weights; rank 0 reports the digest."""
