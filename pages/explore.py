@@ -5,8 +5,20 @@ import torch
 
 from lwgen.app import state, ui
 from lwgen.app.conditions import known_combinations
-from lwgen.app.explore import (MATCH, SOURCE, TAG, TEXT, combine, first_image_per_class, gallery_items,
-                               has_real_data, item_features, match_labels, spread_subset, text_search)
+from lwgen.app.explore import (
+    MATCH,
+    SOURCE,
+    TAG,
+    TEXT,
+    combine,
+    first_image_per_class,
+    gallery_items,
+    has_real_data,
+    item_features,
+    match_labels,
+    spread_subset,
+    text_search,
+)
 from lwgen.app.figures import THUMBNAIL_LIMIT, THUMBNAIL_STEPS, thumbnail_scatter
 from lwgen.app.images import data_uri
 from lwgen.app.paths import data_root, display_path

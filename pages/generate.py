@@ -2,6 +2,7 @@
 import streamlit as st
 
 from lwgen.app import state, ui
+from lwgen.app.cards import weak_values
 from lwgen.app.catalog import of_kind
 from lwgen.app.command import sample_command
 from lwgen.app.conditions import describe, starting_condition, takes_text
@@ -21,6 +22,11 @@ with left:
     st.subheader("Condition")
     values = ui.condition_inputs(model.vocab, combos, f"gen:{entry.name}",
                                  defaults=starting_condition(model.vocab))
+    weak = weak_values(entry.path, "group")
+    if weak:
+        st.caption("Given a group alone, this model is still weak at: " + ", ".join(
+            f"{g} ({100 * a:.0f} % recognised, real images {100 * r:.0f} %)" for g, (a, r) in weak.items())
+            + ". A subgroup or a prompt steers it better.")
     prompt = ui.prompt_input(takes_text(model), "gen:prompt")
     st.subheader("Sampling")
     sampler, steps, guidance = ui.sampling_inputs("gen")

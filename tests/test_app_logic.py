@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class
+from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class, weak_values
 from lwgen.app.catalog import discover, of_kind, preferred
 from lwgen.app.command import sample_command
 from lwgen.app.conditions import (ANY, attribute_options, describe, known_combinations, prompt_for,
@@ -307,6 +307,12 @@ def test_metric_rows_and_counts(tmp_path):
     assert metric_rows({"accuracy": {"val": {"group_top1": 0.75}}}) == [("val.group_top1", "0.75")]
     (tmp_path / "eval.json").write_text(json.dumps({"fid": 40.0, "checkpoint": "x", "seconds": 3}))
     assert metric_rows({}, tmp_path) == [("fid", "40"), ("seconds", "3")]
+    (tmp_path / "eval-group.json").write_text(json.dumps({"condition": "group", "group_top1": 0.5, "per_group": {
+        "flags": {"sample_top1": 0.9, "real_top1": 0.95}, "food": {"sample_top1": 0.2, "real_top1": 0.6},
+        "rare": {"sample_top1": None, "real_top1": 0.5}}}))
+    assert ("group alone: group_top1", "0.5") in metric_rows({}, tmp_path)
+    assert not any("per_group" in name for name, _ in metric_rows({}, tmp_path))
+    assert weak_values(tmp_path, "group") == {"food": (0.2, 0.6)} and weak_values(tmp_path, "subgroup") == {}
     assert human_count(1_234_567) == "1.23 M" and human_count(950) == "950" and human_count(None) == "?"
     assert [human_duration(s) for s in (42, 750, 5400, None)] == ["42 s", "12.5 min", "1.5 h", "?"]
     labels = torch.tensor([[0], [0], [1], [2], [2], [3]])

@@ -49,24 +49,60 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, str(value)))
 
 
-EVAL_FILE = "eval.json"  # `lwgen eval --out <checkpoint>/eval.json` puts a checkpoint's scores beside it
 _SKIP = {"checkpoint", "classifier", "kind"}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def eval_files(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """The scores beside a checkpoint: {"": eval.json, "group": eval-group.json, ...} (`lwgen eval --condition X
+    --out <checkpoint>/eval-X.json`), the readable ones only."""
+    out = {}
+    for path in sorted(Path(folder).glob("eval*.json")):
+        stem = path.stem
+        if stem == "eval" or stem.startswith("eval-"):
+            data = _read_json(path)
+            if data is not None:
+                out[stem[5:]] = data
+    return out
 
 
 def metric_rows(config: dict[str, Any], folder: str | Path | None = None) -> list[tuple[str, str]]:
     """(name, formatted value) rows of a checkpoint's scores: config `metrics` and `accuracy` (classifiers), and
-    the folder's eval.json when there is one; [] when there are none."""
-    sources: list[dict[str, Any]] = [config.get(k) for k in ("metrics", "accuracy")]
-    if folder is not None and (Path(folder) / EVAL_FILE).is_file():
-        try:
-            sources.append(json.loads((Path(folder) / EVAL_FILE).read_text()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            pass
+    the folder's eval.json and eval-CONDITION.json files (rows named "CONDITION alone: ..."); [] when none."""
+    sources: list[tuple[str, Any]] = [("", config.get(k)) for k in ("metrics", "accuracy")]
+    if folder is not None:
+        for condition, data in eval_files(folder).items():
+            label = f"{data.get('condition', condition)} alone: " if condition else ""
+            sources.append((label.replace("text alone", "held-out text alone"), data))
     rows: list[tuple[str, str]] = []
-    for source in sources:
+    for label, source in sources:
         if isinstance(source, dict):
-            _flatten("", {k: v for k, v in source.items() if k not in _SKIP}, rows)
+            mine: list[tuple[str, str]] = []
+            _flatten("", {k: v for k, v in source.items() if k not in _SKIP and not k.startswith("per_")}, mine)
+            rows += [(label + name, value) for name, value in mine]
     return rows
+
+
+def weak_values(folder: str | Path, attribute: str, ratio: float = 0.75) -> dict[str, tuple[float, float]]:
+    """Values of `attribute` whose samples, given that value alone, the classifier recognises less than `ratio`
+    times as often as real images of it ({value: (sample top-1, real top-1)}), from eval-ATTRIBUTE.json."""
+    data = _read_json(Path(folder) / f"eval-{attribute}.json") or {}
+    per = data.get(f"per_{attribute}") or {}
+    weak = {}
+    for value, acc in per.items():
+        if not isinstance(acc, dict):
+            continue
+        sample, real = acc.get("sample_top1"), acc.get("real_top1")
+        if isinstance(sample, (int, float)) and isinstance(real, (int, float)) and real > 0 and sample < ratio * real:
+            weak[value] = (float(sample), float(real))
+    return weak
 
 
 def human_count(n: int | None) -> str:

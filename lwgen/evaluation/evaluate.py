@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from ..checkpoint import CheckpointError, read_tensors, write_tensors
 from ..data import DataError, ImageTable, downsample
-from ..data.annotations import cell_value
 from ..data.cache import CACHE_DIR
 from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
 from ..precision import autocast
