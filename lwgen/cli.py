@@ -11,7 +11,7 @@ import torch
 from . import __version__, limits
 from .checkpoint import CheckpointError
 from .data import DataError
-from .pipeline import ConditionError
+from .pipeline import DEFAULT_GUIDANCE, ConditionError
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -38,7 +38,8 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=16, help="number of images")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
     p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help="classifier-free guidance scale (1 = none; 0 = the condition is ignored)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--upscale", action="store_true", help="also apply the x4 up-scaler")
     p.add_argument("--upscaler", type=Path, default=Path("checkpoints/upscaler-x4"), help="up-scaler checkpoint")

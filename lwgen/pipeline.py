@@ -30,6 +30,7 @@ from .models import (
 from .precision import autocast
 
 ANY = "any"
+DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale of the CLI, the app and evaluation
 
 
 class ConditionError(ValueError):
@@ -215,7 +216,7 @@ class DiffusionModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, seeds: Sequence[int], steps: int = 20, sampler: str = "dpmpp",
-                 guidance: float = 2.0, callback: Callable[[dict], None] | None = None, bf16: bool = True,
+                 guidance: float = DEFAULT_GUIDANCE, callback: Callable[[dict], None] | None = None, bf16: bool = True,
                  eta: float | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Sample images in [-1, 1], (B, 3, R, R); image i depends only on seeds[i] and cond[i].
 

@@ -11,6 +11,7 @@ from lwgen.app.navigation import require_app
 from lwgen.app.paths import display_path
 from lwgen.app.runner import conditions_for, generate_images
 from lwgen.checkpoint import read_config
+from lwgen.pipeline import DEFAULT_GUIDANCE
 
 
 def diffusion_samples(entry: Entry, loaded: state.Loaded) -> None:
@@ -31,7 +32,7 @@ def diffusion_samples(entry: Entry, loaded: state.Loaded) -> None:
                 rows = classes[one_per_class(classes, 16)]
                 _, report = ui.progress_reporter(f"{len(rows)} samples:")
                 st.session_state[key] = generate_images(model, conditions_for(model, rows), list(range(len(rows))),
-                                                        20, "dpmpp", 2.0, report, loaded.lock)
+                                                        20, "dpmpp", DEFAULT_GUIDANCE, report, loaded.lock)
         else:
             st.caption("No gallery in this checkpoint (`lwgen gallery` writes one).")
     if key in st.session_state:

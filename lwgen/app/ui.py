@@ -8,6 +8,7 @@ import streamlit as st
 import torch
 
 from ..checkpoint import CheckpointError
+from ..pipeline import DEFAULT_GUIDANCE
 from .catalog import Entry, of_kind, preferred
 from .conditions import ANY, attribute_options
 from .images import columns_for, to_numpy
@@ -108,13 +109,14 @@ def prompt_input(takes_text: bool, key: str, label: str = "Prompt",
     return st.text_input(label, key=key, placeholder=placeholder, max_chars=300, help=PROMPT_HELP).strip()
 
 
-def sampling_inputs(key: str, steps: int = 20, guidance: float = 2.0) -> tuple[str, int, float]:
+def sampling_inputs(key: str, steps: int = 20, guidance: float = DEFAULT_GUIDANCE) -> tuple[str, int, float]:
     """Sampler, steps and guidance widgets."""
     c1, c2, c3 = st.columns([4, 3, 3])
     sampler = c1.selectbox("Sampler", SAMPLERS, key=f"{key}:sampler", help=SAMPLER_HELP)
     n = c2.number_input("Steps", 1, 1000, steps, key=f"{key}:steps")
     g = c3.number_input("Guidance", 0.0, 20.0, guidance, 0.5, key=f"{key}:guidance",
-                        help="classifier-free guidance scale; 1 = none, higher = closer to the condition")
+                        help="classifier-free guidance scale; 1 = none, higher = closer to the condition; 0 ignores the "
+                             "condition altogether")
     return sampler, int(n), float(g)
 
 

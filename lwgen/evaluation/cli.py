@@ -11,6 +11,7 @@ import torch
 
 from ..checkpoint import CheckpointError, read_config, write_json
 from ..data import DataError, ImageTable
+from ..pipeline import DEFAULT_GUIDANCE
 
 EPILOG = """commands:
   lwgen eval --checkpoint DIR [options]      score any lwgen checkpoint (kind read from config.json)
@@ -40,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--n", type=int, default=2000, help="images to generate / up-scale (default: 2000)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
     p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default: 2)")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help=f"classifier-free guidance scale (default: {DEFAULT_GUIDANCE:g})")
     p.add_argument("--condition", default="rows",
                    help="what a generator is given: 'rows' (the attributes of held-out rows), the name of one "
                         "attribute (each of its values alone, e.g. group or subgroup: the app's usual path; adds "

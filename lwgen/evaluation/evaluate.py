@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..checkpoint import CheckpointError, read_tensors, write_tensors
 from ..data import DataError, ImageTable, downsample
 from ..data.cache import CACHE_DIR
-from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
+from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, DiffusionModel, UpscaleModel
 from ..precision import autocast
 from .classifier import Classifier
 from .conditions import ROWS, build, per_value_top1, real_steering, row_values, steering
@@ -107,7 +107,7 @@ def _accuracies(classifier: Classifier, logits: dict[str, torch.Tensor], targets
 
 @torch.no_grad()
 def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table: ImageTable, n: int = 2000,
-                       steps: int = 20, sampler: str = "dpmpp", guidance: float = 2.0, batch: int = 64, seed: int = 0,
+                       steps: int = 20, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE, batch: int = 64, seed: int = 0,
                        progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
                        condition: str = ROWS) -> dict[str, Any]:
     """Generate n images and compare them with the real (val) images.

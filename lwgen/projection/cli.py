@@ -6,6 +6,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..pipeline import DEFAULT_GUIDANCE
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `gallery` (func=run_gallery)."""
@@ -15,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--per-class", type=int, default=2, help="images per class (attribute combination)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
     p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--data", type=Path, default=None,
                    help="data folder whose CSV lists the classes (default: the checkpoint's own data.folder)")

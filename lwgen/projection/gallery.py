@@ -23,6 +23,7 @@ from ..checkpoint import (
 )
 from ..data.images import to_uint8
 from ..models import NULL
+from ..pipeline import DEFAULT_GUIDANCE
 from .combinations import default_classes
 
 GALLERY, GALLERY_META = "gallery.safetensors", "gallery.json"
@@ -72,7 +73,7 @@ def weights_hash(folder: str | Path) -> str:
 
 
 def build_gallery(model: Any, per_class: int = 4, steps: int = 20, seed: int = 0, progress: Progress | None = None,
-                  classes: torch.Tensor | None = None, sampler: str = "dpmpp", guidance: float = 2.0,
+                  classes: torch.Tensor | None = None, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE,
                   batch: int = 32, source: str | Path | None = None) -> Gallery:
     """Generate per_class images for every class (labels (K, A); default: the model's known combinations).
 

@@ -25,7 +25,7 @@ from ..data.cache import CACHE_DIR
 from ..diffusion import ScheduleConfig
 from ..io import check_writable_folder
 from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
-from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
+from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, DiffusionModel, UpscaleModel
 from ..text import ENCODER, TEXT_DIM, cached_encode, template
 from . import distributed
 from .config import TrainConfig
@@ -284,7 +284,7 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
             make_grid,  # lazy: importing torchvision costs every `lwgen` command 2 s
         )
 
-        imgs = ema.generate(ema.condition(preview_labels), seeds=range(16), steps=20, guidance=2.0)
+        imgs = ema.generate(ema.condition(preview_labels), seeds=range(16), steps=20, guidance=DEFAULT_GUIDANCE)
         return make_grid((imgs + 1) / 2, nrow=8)
 
     meta = {**_provenance(args, table), "attributes": args.attributes,

@@ -1,0 +1,78 @@
+"""A grid to check by eye: one row per condition given alone, the same seeds in every column.
+
+    python benchmarks/condition_grid.py --checkpoint checkpoints/emoji-cosine --attribute group \
+        --out docs/steering-group-cosine.png
+    python benchmarks/condition_grid.py --checkpoint checkpoints/emoji-cosine --attribute subgroup \
+        --values animal-mammal animal-bird food-fruit ... --out docs/steering-subgroup-cosine.png
+    python benchmarks/condition_grid.py --checkpoint checkpoints/emoji-cosine --prompts "a red apple" "sleepy cat"
+
+Every row is one value of --attribute alone (the other attributes "any"), or one prompt; column j uses seed j in
+every row, so a column that keeps its silhouette from row to row shows the seed deciding, not the condition.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from lwgen.data.images import to_uint8
+from lwgen.pipeline import DiffusionModel
+
+
+def condition_rows(model: DiffusionModel, attribute: str | None, values: list[str], prompts: list[str],
+                   n: int) -> tuple[list[str], torch.Tensor]:
+    """(row labels, condition vectors (rows * n, D)) for the values of one attribute, then the prompts."""
+    labels, conds = [], []
+    for value in values:
+        lab = model.encode({attribute: value}).expand(n, -1)
+        labels.append(value)
+        conds.append(model.condition(lab))
+    for prompt in prompts:
+        lab = model.encode({}).expand(n, -1)
+        labels.append(f'"{prompt}"')
+        conds.append(model.condition(lab, model.encode_prompt(prompt, n)))
+    return labels, torch.cat(conds)
+
+
+def labelled_grid(images: torch.Tensor, labels: list[str], n: int, label_width: int = 150) -> Image.Image:
+    """uint8 images (rows * n, 3, S, S) as rows with their label on the left."""
+    side = images.shape[-1]
+    canvas = Image.new("RGB", (label_width + n * side, len(labels) * side), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, label in enumerate(labels):
+        draw.text((4, r * side + side // 2 - 6), label[:24], fill=(0, 0, 0))
+        for c in range(n):
+            tile = images[r * n + c].permute(1, 2, 0).numpy()
+            canvas.paste(Image.fromarray(tile), (label_width + c * side, r * side))
+    return canvas
+
+
+@torch.no_grad()
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--attribute", default=None, help="one row per value of this attribute, given alone")
+    p.add_argument("--values", nargs="*", default=None, help="the values (default: all of the attribute's)")
+    p.add_argument("--prompts", nargs="*", default=[], help="one row per prompt, given alone")
+    p.add_argument("-n", type=int, default=8, help="columns (seeds 0 .. n-1)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--out", type=Path, default=Path("grid.png"))
+    args = p.parse_args()
+    model = DiffusionModel.from_checkpoint(args.checkpoint)
+    values = [] if args.attribute is None else (args.values or model.vocab[args.attribute])
+    labels, cond = condition_rows(model, args.attribute, values, args.prompts, args.n)
+    if not labels:
+        raise SystemExit("give --attribute or --prompts")
+    seeds = [s for _ in labels for s in range(args.n)]
+    images = torch.cat([model.generate(c, seeds=sd, steps=args.steps, guidance=args.guidance)
+                        for c, sd in zip(cond.split(64), [seeds[i:i + 64] for i in range(0, len(seeds), 64)])])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    labelled_grid(to_uint8(images), labels, args.n).save(args.out)
+    print(f"wrote {args.out}: {len(labels)} rows x {args.n} seeds, guidance {args.guidance}")
+
+
+if __name__ == "__main__":
+    main()
