@@ -115,7 +115,9 @@ def card(entry: Entry, entries: list[Entry]) -> None:
             cols[2].metric("Scale", f"x{s['scale']}")
         cols[4].metric("Training steps", human_count(s["steps"]),
                        help=f"{human_count(s['images_seen'])} images seen" if s["images_seen"] else None)
-        cols[5].metric("Training time", human_duration(s["seconds"]))
+        cols[5].metric("Training time", human_duration(s["seconds"]),
+                       help=f"including the training of {s['started_from']}, which this run continued"
+                       if s.get("started_from") else None)
         left, right = st.columns([1, 1], gap="large")
         with left:
             history = (cfg.get("progress") or {}).get("loss_history") or []

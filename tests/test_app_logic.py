@@ -292,10 +292,15 @@ def test_vector_at_inverts_the_map(cosine):
 
 
 # --- model cards ----------------------------------------------------------------------------------------
-def test_model_summary(cosine, tiny_checkpoints):
+def test_model_summary(cosine, tiny_checkpoints, monkeypatch):
     s = model_summary(cosine)
     assert s["kind"] == "diffusion" and s["parameters"] > 0 and s["gmacs"] > 0 and s["resolution"] == 16
     assert s["schedule"] == "cosine" and s["steps"] == 4 and s["final_loss"] is not None
+    monkeypatch.setattr(cosine, "checkpoint_config", {**cosine.checkpoint_config, "init": {
+        "checkpoint": "older", "steps": 10, "images_seen": 80, "wall_time_s": 60.0, "total_wall_time_s": 60.0}})
+    continued = model_summary(cosine)
+    assert continued["steps"] == 14 and continued["seconds"] == pytest.approx(s["seconds"] + 60)
+    assert continued["started_from"] == "older" and continued["images_seen"] == s["images_seen"] + 80
     up = model_summary(UpscaleModel.from_checkpoint(tiny_checkpoints["upscaler"]))
     assert up["kind"] == "upscaler" and up["scale"] == 4 and up["gmacs"] > 0
 

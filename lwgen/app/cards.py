@@ -34,6 +34,12 @@ def model_summary(model: Any) -> dict[str, Any]:
     out.update(steps=progress.get("step"), images_seen=progress.get("images_seen"),
                seconds=progress.get("wall_time_s") if progress else None,
                final_loss=history[-1][1] if history else None)
+    init = cfg.get("init") or {}
+    if init and out["steps"] is not None and out["seconds"] is not None:  # continued from another checkpoint
+        out.update(steps=out["steps"] + (init.get("steps") or 0),
+                   images_seen=(out["images_seen"] or 0) + (init.get("images_seen") or 0),
+                   seconds=out["seconds"] + (init.get("total_wall_time_s") or init.get("wall_time_s") or 0),
+                   started_from=init.get("checkpoint"))
     return out
 
 
