@@ -5,6 +5,10 @@
     python benchmarks/condition_grid.py --checkpoint checkpoints/emoji-cosine --attribute subgroup \
         --values animal-mammal animal-bird food-fruit ... --out docs/steering-subgroup-cosine.png
     python benchmarks/condition_grid.py --checkpoint checkpoints/emoji-cosine --prompts "a red apple" "sleepy cat"
+    python benchmarks/condition_grid.py --checkpoint checkpoints/emoji-cosine --held-out-names 16 --data data/emoji
+
+With --held-out-names K, the prompts are K names of the held-out split (emoji the generator never saw) and the
+first column is the real emoji of that name.
 
 Every row is one value of --attribute alone (the other attributes "any"), or one prompt; column j uses seed j in
 every row, so a column that keeps its silhouette from row to row shows the seed deciding, not the condition.
@@ -36,17 +40,31 @@ def condition_rows(model: DiffusionModel, attribute: str | None, values: list[st
     return labels, torch.cat(conds)
 
 
-def labelled_grid(images: torch.Tensor, labels: list[str], n: int, label_width: int = 150) -> Image.Image:
-    """uint8 images (rows * n, 3, S, S) as rows with their label on the left."""
+def labelled_grid(images: torch.Tensor, labels: list[str], n: int, label_width: int = 170,
+                  real: list[Image.Image] | None = None) -> Image.Image:
+    """uint8 images (rows * n, 3, S, S) as rows with their label on the left (and a real image before them)."""
     side = images.shape[-1]
-    canvas = Image.new("RGB", (label_width + n * side, len(labels) * side), "white")
+    left = label_width + (side + 8 if real else 0)
+    canvas = Image.new("RGB", (left + n * side, len(labels) * side), "white")
     draw = ImageDraw.Draw(canvas)
     for r, label in enumerate(labels):
-        draw.text((4, r * side + side // 2 - 6), label[:24], fill=(0, 0, 0))
+        draw.text((4, r * side + side // 2 - 6), label[:28], fill=(0, 0, 0))
+        if real:
+            canvas.paste(real[r].resize((side, side), Image.Resampling.BOX), (label_width, r * side))
         for c in range(n):
             tile = images[r * n + c].permute(1, 2, 0).numpy()
-            canvas.paste(Image.fromarray(tile), (label_width + c * side, r * side))
+            canvas.paste(Image.fromarray(tile), (left + c * side, r * side))
     return canvas
+
+
+def held_out_names(data: Path, k: int, seed: int = 0) -> tuple[list[str], list[Image.Image]]:
+    """k names of the held-out split, spread by a seeded shuffle, with one real image of each."""
+    import pandas as pd
+
+    frame = pd.read_csv(data / "annotations.csv", dtype=str, keep_default_na=False)
+    val = frame[(frame["split"] == "val") & (frame["skin_tone"] == "none")].drop_duplicates("name")
+    pick = val.sample(n=min(k, len(val)), random_state=seed)
+    return pick["name"].tolist(), [Image.open(data / f).convert("RGB") for f in pick["file"]]
 
 
 @torch.no_grad()
@@ -56,6 +74,8 @@ def main() -> None:
     p.add_argument("--attribute", default=None, help="one row per value of this attribute, given alone")
     p.add_argument("--values", nargs="*", default=None, help="the values (default: all of the attribute's)")
     p.add_argument("--prompts", nargs="*", default=[], help="one row per prompt, given alone")
+    p.add_argument("--held-out-names", type=int, default=0, help="K held-out names as prompts, real emoji first")
+    p.add_argument("--data", type=Path, default=Path("data/emoji"), help="data folder of --held-out-names")
     p.add_argument("-n", type=int, default=8, help="columns (seeds 0 .. n-1)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=2.0)
@@ -63,14 +83,17 @@ def main() -> None:
     args = p.parse_args()
     model = DiffusionModel.from_checkpoint(args.checkpoint)
     values = [] if args.attribute is None else (args.values or model.vocab[args.attribute])
-    labels, cond = condition_rows(model, args.attribute, values, args.prompts, args.n)
+    prompts, real = list(args.prompts), None
+    if args.held_out_names:
+        prompts, real = held_out_names(args.data, args.held_out_names)
+    labels, cond = condition_rows(model, args.attribute, values, prompts, args.n)
     if not labels:
         raise SystemExit("give --attribute or --prompts")
     seeds = [s for _ in labels for s in range(args.n)]
     images = torch.cat([model.generate(c, seeds=sd, steps=args.steps, guidance=args.guidance)
                         for c, sd in zip(cond.split(64), [seeds[i:i + 64] for i in range(0, len(seeds), 64)])])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    labelled_grid(to_uint8(images), labels, args.n).save(args.out)
+    labelled_grid(to_uint8(images), labels, args.n, real=real).save(args.out)
     print(f"wrote {args.out}: {len(labels)} rows x {args.n} seeds, guidance {args.guidance}")
 
 

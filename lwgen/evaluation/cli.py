@@ -47,6 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="what a generator is given: 'rows' (the attributes of held-out rows), the name of one "
                         "attribute (each of its values alone, e.g. group or subgroup: the app's usual path; adds "
                         "the steering figure), or 'text' (held-out rows' text alone) (default: rows)")
+    p.add_argument("--prompt-column", default=None,
+                   help="with --condition text: the CSV column whose cells are the prompts (default: the column "
+                        "the generator was trained on, e.g. text; 'name' gives the bare names)")
     p.add_argument("--batch", type=int, default=64, help="images per generation batch (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i; also picks the conditions")
     p.add_argument("--out", type=Path, default=Path("eval.json"), help="JSON file to write (default: eval.json)")
@@ -188,7 +191,8 @@ def run_eval(args: argparse.Namespace) -> int:
                                 csv=args.csv, split=args.split, progress=progress)
         result = evaluate_generator(model, classifier, table, n=args.n, steps=args.steps, sampler=args.sampler,
                                     guidance=args.guidance, batch=args.batch, seed=args.seed, progress=progress,
-                                    bf16=not args.fp32, cache=not args.no_cache, condition=args.condition)
+                                    bf16=not args.fp32, cache=not args.no_cache, condition=args.condition,
+                                    prompt_column=args.prompt_column)
         result["classifier"] = str(args.classifier)
     elif kind == "upscaler":
         classifier_config = read_config(args.classifier) if args.data is None and args.classifier.is_dir() else None

@@ -109,7 +109,7 @@ def _accuracies(classifier: Classifier, logits: dict[str, torch.Tensor], targets
 def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table: ImageTable, n: int = 2000,
                        steps: int = 20, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE, batch: int = 64, seed: int = 0,
                        progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
-                       condition: str = ROWS) -> dict[str, Any]:
+                       condition: str = ROWS, prompt_column: str | None = None) -> dict[str, Any]:
     """Generate n images and compare them with the real (val) images.
 
     `condition` says what the generator is given: "rows" the attributes of real rows, the name of one attribute
@@ -122,7 +122,7 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     real = at_resolution(real_table.images, r)
     real_feats, real_logits = real_embeddings(classifier, real, real_table.root / CACHE_DIR if cache else None)
     real_targets = table_targets(classifier, real_table)
-    text_column = (getattr(model, "checkpoint_config", {}).get("text") or {}).get("column") or "text"
+    text_column = prompt_column or (getattr(model, "checkpoint_config", {}).get("text") or {}).get("column") or "text"
     cond = build(condition, real_table, model.vocab, classifier.attributes, n, seed, text_column)
     n = len(cond.values)
     labels, dropped = generator_labels(model, cond.given)
@@ -159,7 +159,7 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     prec, rec = precision_recall(real_feats[torch.randperm(len(real_feats), generator=g)[:m]],
                                  fake_feats[torch.randperm(len(fake_feats), generator=g)[:m]], k)
     result: dict[str, Any] = {
-        "condition": cond.mode,
+        "condition": cond.mode, **({"prompt_column": text_column} if cond.prompts else {}),
         "fid": round(fid(real_feats, fake_feats), 4), "kid": round(kid_mean, 6), "kid_std": round(kid_std, 6),
         **_accuracies(classifier, fake_logits, targets),
         "precision": round(prec, 4), "recall": round(rec, 4), "images_per_s": round(n / max(seconds, 1e-9), 3),
