@@ -30,7 +30,7 @@ from .models import (
 from .precision import autocast
 
 ANY = "any"
-DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale of the CLI, the app and evaluation
+DEFAULT_GUIDANCE = 7.0  # classifier-free guidance scale of the CLI, the app and evaluation
 
 
 class ConditionError(ValueError):

@@ -91,7 +91,7 @@ def test_generate_page(app_env, monkeypatch):
     click(at, "Generate")
     assert len(at.image) == 3
     assert at.code[0].value == ("lwgen sample --checkpoint " + str(app_env["LWGEN_CHECKPOINTS"] / "emoji-cosine")
-                                + " --set shape=circle -n 3 --steps 2 --sampler dpmpp --guidance 2 --seed 0 "
+                                + " --set shape=circle -n 3 --steps 2 --sampler dpmpp --guidance 7 --seed 0 "
                                   "--out grid.png")
     assert len(at.get("download_button")) == 2
 

@@ -336,3 +336,8 @@ def test_a_subgroup_implies_its_group():
                        extra=pd.DataFrame({"group": ["a", "a", "b", "b"], "subgroup": ["x", "y", "z", "z"]}))
     assert implied(table, "subgroup", ["group", "subgroup"]) == {"group": {"x": "a", "y": "a", "z": "b"}}
     assert implied(table, "group", ["group", "subgroup"]) == {}
+    table.extra = pd.DataFrame({"group": list("aabbcc") * 2, "subgroup": list("uvwxyz") + list("uvwxyq")})
+    table.extra.loc[11, "group"] = "a"  # q alone; u..z single; now add one subgroup in two groups:
+    table.extra.loc[10, "group"] = "a"  # y in groups c and a
+    assert implied(table, "subgroup", ["group"], share=0.8) == {"group": dict(zip("uvwxzq", "aabbca"))}
+    assert implied(table, "subgroup", ["group"], share=0.9) == {}

@@ -89,8 +89,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--blocks", type=int, nargs="+", default=list(arch.blocks), help="residual blocks per stage")
     t.add_argument("--load-size", type=int, default=256, help="images are loaded at this size, then area-downsampled")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal mirror in augmentation")
-    t.add_argument("--balance-power", type=float, default=0.5,
+    t.add_argument("--flip", type=float, default=0.0, help="probability of a horizontal mirror in augmentation")
+    t.add_argument("--balance-power", type=float, default=0.0,
                    help="draw images with weight (count of their first attribute's value) ** -power; 0 = uniform")
     t.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
     _common(t)

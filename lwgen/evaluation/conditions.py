@@ -45,16 +45,19 @@ def condition_rows(n_rows: int, n: int, seed: int = 0) -> torch.Tensor:
     return torch.cat(passes)[:n]
 
 
-def implied(table: ImageTable, attribute: str, others: list[str]) -> dict[str, dict[str, str]]:
-    """For each other attribute that `attribute` determines in `table` (every value of it occurs with a single
-    value of the other, as a subgroup determines its group): {other: {value: its value}}."""
+def implied(table: ImageTable, attribute: str, others: list[str], share: float = 0.9) -> dict[str, dict[str, str]]:
+    """For each other attribute that `attribute` determines in `table` (as a subgroup determines its group):
+    {other: {value: its value}}. It determines it when at least `share` of its values occur with a single value
+    of the other; the values that occur with several are left out (not scored)."""
     out = {}
     for other in others:
         if other == attribute or other not in table.extra.columns:
             continue
         pairs = table.extra[[attribute, other]].astype(str).drop_duplicates()
-        if not pairs[attribute].duplicated().any():
-            out[other] = {cell_value(a): cell_value(b) for a, b in zip(pairs[attribute], pairs[other])}
+        single = ~pairs[attribute].duplicated(keep=False)
+        if single.sum() >= share * pairs[attribute].nunique():
+            kept = pairs[single]
+            out[other] = {cell_value(a): cell_value(b) for a, b in zip(kept[attribute], kept[other])}
     return out
 
 
