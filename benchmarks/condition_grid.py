@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from lwgen.data.images import to_uint8
-from lwgen.pipeline import DiffusionModel
+from lwgen.pipeline import DEFAULT_GUIDANCE, DiffusionModel
 
 
 def condition_rows(model: DiffusionModel, attribute: str | None, values: list[str], prompts: list[str],
@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("data/emoji"), help="data folder of --held-out-names")
     p.add_argument("-n", type=int, default=8, help="columns (seeds 0 .. n-1)")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--out", type=Path, default=Path("grid.png"))
     args = p.parse_args()
     model = DiffusionModel.from_checkpoint(args.checkpoint)

@@ -229,6 +229,13 @@ def run_info(args: argparse.Namespace) -> int:
     p = cfg.get("progress", {})
     if p:
         print(f"  trained {p.get('step')} steps, {p.get('images_seen')} images, {p.get('wall_time_s', 0) / 60:.1f} min")
+    init = cfg.get("init")
+    if init:
+        print(f"  continued from {init.get('checkpoint')}: {init.get('steps')} steps, {init.get('images_seen')} "
+              f"images, {(init.get('total_wall_time_s') or init.get('wall_time_s') or 0) / 60:.1f} min before")
+    if cfg.get("text_dim"):
+        print(f"  takes prompts: {(cfg.get('text') or {}).get('encoder', 'a sentence encoder')} "
+              f"({cfg['text_dim']}-d), text column {(cfg.get('text') or {}).get('column')!r}")
     return 0
 
 
