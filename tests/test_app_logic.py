@@ -213,7 +213,7 @@ def test_generate_images_matches_generate_and_is_batch_independent(cosine):
     a = generate_images(cosine, cond, [3, 4, 5], 2, "ddim", 2.0, progress=lambda f, m: seen.append(f), batch=2)
     b = generate_images(cosine, cond, [5], 2, "ddim", 2.0)
     assert a.shape == (3, 3, 16, 16) and a.dtype == torch.uint8 and torch.equal(a[2], b[0])
-    direct = cosine.generate(cond.expand(3, -1), [3, 4, 5], steps=2, sampler="ddim")
+    direct = cosine.generate(cond.expand(3, -1), [3, 4, 5], steps=2, sampler="ddim", guidance=2.0)
     assert torch.equal(a, to_uint8(direct))
     assert seen == sorted(seen) and seen[-1] == 1.0
 
@@ -235,7 +235,7 @@ def test_traced_sample_keeps_frames_and_matches_generate(cosine):
     trace = traced_sample(cosine, cond, 11, 4, "dpmpp", 2.0, keep=[1, 3])
     assert [f[0] for f in trace.frames] == [1, 3] and trace.frames[0][2].shape == (3, 16, 16)
     assert trace.seconds > 0 and trace.steps == 4
-    assert torch.equal(trace.image, to_uint8(cosine.generate(cond, [11], steps=4))[0])
+    assert torch.equal(trace.image, to_uint8(cosine.generate(cond, [11], steps=4, guidance=2.0))[0])
 
 
 def test_noise_shape_and_x0_images(cosine):
@@ -261,8 +261,8 @@ def test_walk_images_share_noise_and_hit_the_endpoints(cosine):
     a, b = condition_of(cosine, {"shape": "circle"})[0], condition_of(cosine, {"shape": "square"})[0]
     images = walk_images(cosine, walk(a, b, 3, "slerp"), 2, 2, "ddim", 2.0)
     assert images.shape == (3, 3, 16, 16)
-    assert torch.equal(images[0], to_uint8(cosine.generate(a[None], [2], steps=2, sampler="ddim"))[0])
-    assert torch.equal(images[2], to_uint8(cosine.generate(b[None], [2], steps=2, sampler="ddim"))[0])
+    assert torch.equal(images[0], to_uint8(cosine.generate(a[None], [2], steps=2, sampler="ddim", guidance=2.0))[0])
+    assert torch.equal(images[2], to_uint8(cosine.generate(b[None], [2], steps=2, sampler="ddim", guidance=2.0))[0])
 
 
 def test_turn_reports_waiting_when_the_model_is_busy():
