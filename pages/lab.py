@@ -47,11 +47,21 @@ if st.button("Walk", type="primary"):
         images = walk_images(model, vectors, seed, steps, sampler, guidance, report, loaded.lock)
         st.session_state["lab:walk"] = {"images": images, "vectors": vectors, "checkpoint": entry.name,
                                         "title": f"{describe(values_a)} → {describe(values_b)} ({mode}, seed {seed})"}
-walked = st.session_state.get("lab:walk")
-if walked is not None and walked["checkpoint"] == entry.name:
-    st.markdown(walked["title"])
-    n = len(walked["images"])
-    ui.image_grid(walked["images"], [f"t = {k / (n - 1):.2f}" for k in range(n)], widest=16)
+
+
+def show_walk(key: str) -> dict | None:
+    """Show the last walk stored under `key` (title and frames) and return it; None when there is none made
+    with this checkpoint."""
+    result = st.session_state.get(key)
+    if result is None or result["checkpoint"] != entry.name:
+        return None
+    st.markdown(result["title"])
+    n = len(result["images"])
+    ui.image_grid(result["images"], [f"t = {k / (n - 1):.2f}" for k in range(n)], widest=16)
+    return result
+
+
+walked = show_walk("lab:walk")
 
 st.subheader("Walk between two prompts")
 if not takes_text(model):
@@ -76,11 +86,7 @@ else:
                 st.session_state["lab:prompt_walk"] = {
                     "images": images, "checkpoint": entry.name,
                     "title": f"{describe({}, prompt_a)} → {describe({}, prompt_b)} ({mode}, seed {seed})"}
-    prompted = st.session_state.get("lab:prompt_walk")
-    if prompted is not None and prompted["checkpoint"] == entry.name:
-        st.markdown(prompted["title"])
-        n = len(prompted["images"])
-        ui.image_grid(prompted["images"], [f"t = {k / (n - 1):.2f}" for k in range(n)], widest=16)
+    show_walk("lab:prompt_walk")
 
 st.subheader("Map of condition vectors")
 st.caption("PCA of every single attribute value and every known combination. Click anywhere on the map (or "
@@ -91,8 +97,7 @@ with ui.guard("Condition map"):
     plane = fit_plane(vectors.numpy())
     xy = plane.transform(vectors.numpy())
     grid = click_grid(xy)
-    path = plane.transform(walked["vectors"].numpy()) if walked is not None and walked["checkpoint"] == entry.name \
-        else None
+    path = plane.transform(walked["vectors"].numpy()) if walked is not None else None
     for axis, value in (("lab:x", 0.0), ("lab:y", 0.0)):
         st.session_state.setdefault(axis, value)
     color = st.selectbox("Colour by", ["attribute", "kind", *attrs], key="lab:color")
