@@ -18,7 +18,6 @@ draws a batch from the emoji training split, and the generator that `evaluate_ge
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -38,8 +37,9 @@ from lwgen.models import (
     UNetConfig,
     count_parameters,
 )
-from lwgen.pipeline import AutoencoderModel, DiffusionModel, per_sample_noise
+from lwgen.pipeline import AutoencoderModel, per_sample_noise
 from lwgen.precision import autocast
+from lwgen.recipe import DataConfig, DiffusionRecipe, prepare
 from lwgen.training import Trainer
 from lwgen.training.tasks import AutoencoderTask, DiffusionTask, to_float
 
@@ -61,13 +61,12 @@ def prepare_lwgen(setting: Setting, folder: Path, ae_minutes: float | None = Non
     ae_trainer = Trainer(AutoencoderTask(ae, images, ae_config, size=64), ae_config, folder / "autoencoder",
                          torch.ones(len(table)), progress=setting.progress)
     ae_trainer.run()
-    unet = UNetConfig(in_channels=ae.net.config.latent_channels)
-    if width is not None:
-        unet = dataclasses.replace(unet, base_channels=width)
-    model = DiffusionModel(unet, ScheduleConfig(schedule), table.vocab, autoencoder=ae.net.config)
-    model.autoencoder.load_state_dict(ae_trainer.ema.net.state_dict())
+    unet = UNetConfig() if width is None else UNetConfig(base_channels=width)
     spent = time.monotonic() - t0
     config = budget_config(setting, max(setting.budgets[-1] - spent / 60, 0.01), **train)
+    recipe = DiffusionRecipe(DataConfig(setting.data, list(attributes), text_column=""), config, unet,
+                             ScheduleConfig(schedule), autoencoder=folder / "autoencoder")
+    model = prepare(recipe, progress=setting.progress, say=lambda _: None, table=table).model
     task = DiffusionTask(model, images, table.labels, config)  # encodes the training latents: inside the budget
     spent = time.monotonic() - t0
     trainer = Trainer(task, config, folder / "diffusion", balanced(table, column=balance_by),

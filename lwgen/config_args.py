@@ -11,9 +11,10 @@ T = TypeVar("T")
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
                        skip: tuple[str, ...] = (), help_prefix: str = "", helps: dict[str, str] | None = None) -> None:
-    """One `--prefix-field` flag per dataclass field, typed and defaulted from the field (`helps`: field ->
-    help text)."""
+    """One `--prefix-field` flag per dataclass field, typed and defaulted from the field. The help text is the
+    class's `HELP[field]` (`helps` overrides it) and a field listed in its `CHOICES` gets those choices."""
     hints = typing.get_type_hints(cls)
+    choices = getattr(cls, "CHOICES", {})
     group = parser.add_argument_group(help_prefix or cls.__name__)
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -23,7 +24,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         hint = hints[f.name]
         origin = typing.get_origin(hint)
         dest = (prefix + f.name).replace("-", "_")
-        text = (helps or {}).get(f.name, " ")
+        text = {**getattr(cls, "HELP", {}), **(helps or {})}.get(f.name, " ")
         if hint is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
                                help=text)
@@ -32,7 +33,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
             group.add_argument(flag, dest=dest, type=inner, nargs="*", default=default,
                                help=text)
         else:
-            group.add_argument(flag, dest=dest, type=hint, default=default, help=text)
+            group.add_argument(flag, dest=dest, type=hint, default=default, help=text, choices=choices.get(f.name))
 
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:
@@ -55,7 +56,7 @@ def config_argv(parser: argparse.ArgumentParser, values: dict[str, Any], source:
     the file; argparse checks the values as it checks typed flags.
     """
     by_dest: dict[str, argparse.Action] = {}
-    for action in parser._actions:  # noqa: SLF001 - argparse offers no public listing of a parser's actions
+    for action in parser._actions:
         if action.option_strings and action.dest not in ("help", "config"):
             by_dest.setdefault(action.dest, action)
     tokens: list[str] = []

@@ -217,14 +217,36 @@ class DiffusionModel(nn.Module):
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, seeds: Sequence[int], steps: int = 20, sampler: str = "dpmpp",
                  guidance: float = DEFAULT_GUIDANCE, callback: Callable[[dict], None] | None = None, bf16: bool = True,
-                 eta: float | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+                 eta: float | None = None, noise: torch.Tensor | None = None, batch: int = 0,
+                 progress: Callable[[float], None] | None = None) -> torch.Tensor:
         """Sample images in [-1, 1], (B, 3, R, R); image i depends only on seeds[i] and cond[i].
 
-        `noise` (B, C, r, r) replaces the seeded initial noise (the U-Net's input shape: see `noise_shape`);
-        the callback's "x" and "x0" are in that space too (`from_latent` turns them into images).
+        `batch` > 0 samples that many images at a time (the same images, less memory); `progress(fraction done)`
+        is called after every sampler step. `noise` (B, C, r, r) replaces the seeded initial noise (the U-Net's
+        input shape: see `noise_shape`); the callback's "x" and "x0" are in that space too, for the images of
+        the current batch (`from_latent` turns them into images).
         """
-        if cond.shape[0] != len(seeds):
-            raise ValueError(f"{cond.shape[0]} conditions but {len(seeds)} seeds")
+        n = len(seeds)
+        if cond.shape[0] != n:
+            raise ValueError(f"{cond.shape[0]} conditions but {n} seeds")
+        size = batch if 0 < batch < n else max(n, 1)
+        out = []
+        for start in range(0, n, size):
+            stop = min(n, start + size)
+
+            def step(info: dict, start: int = start, stop: int = stop) -> None:
+                if callback is not None:
+                    callback(info)
+                if progress is not None:
+                    progress((start + (stop - start) * (info["i"] + 1) / info["n"]) / n)
+
+            out.append(self._sample(cond[start:stop], seeds[start:stop], steps, sampler, guidance, step, bf16, eta,
+                                    None if noise is None else noise[start:stop]))
+        return torch.cat(out) if out else torch.zeros(0, 3, self.resolution, self.resolution)
+
+    def _sample(self, cond: torch.Tensor, seeds: Sequence[int], steps: int, sampler: str, guidance: float,
+                callback: Callable[[dict], None], bf16: bool, eta: float | None,
+                noise: torch.Tensor | None) -> torch.Tensor:
         shape = self.noise_shape
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         x = per_sample_noise(shape, gens) if noise is None else noise.clone()
@@ -296,10 +318,16 @@ class AutoencoderModel(_NetUnit):
         return self.net(x, noise)
 
 
-def load_model(folder: str | Path, ema: bool = True) -> DiffusionModel | UpscaleModel | AutoencoderModel:
-    """Load any lwgen checkpoint folder, choosing the class from config.json's `kind`."""
+def load_model(folder: str | Path, ema: bool = True) -> DiffusionModel | UpscaleModel | AutoencoderModel | Any:
+    """Load any lwgen checkpoint folder, choosing the class from config.json's `kind` (the evaluation classifier
+    included: it keeps its raw weights)."""
     config = read_config(Path(folder))
+    kind = config.get("kind")
+    if kind == "classifier":
+        from .evaluation.classifier import Classifier  # lazy: evaluation builds on the pipeline
+
+        return Classifier.from_checkpoint(folder)
     kinds = {m.kind: m for m in (DiffusionModel, UpscaleModel, AutoencoderModel)}
-    if config.get("kind") not in kinds:
-        raise CheckpointError(f"{folder}: unknown checkpoint kind {config.get('kind')!r}")
-    return kinds[config["kind"]].from_checkpoint(folder, ema)
+    if kind not in kinds:
+        raise CheckpointError(f"{folder}: unknown checkpoint kind {kind!r} (known: {', '.join([*kinds, 'classifier'])})")
+    return kinds[kind].from_checkpoint(folder, ema)

@@ -9,8 +9,15 @@ import torch
 from lwgen.data import ImageTable, make_shapes
 from lwgen.diffusion import ScheduleConfig
 from lwgen.models import AutoencoderConfig, UNetConfig, UpscalerConfig
-from lwgen.pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
-from lwgen.training import AutoencoderTask, DiffusionTask, TrainConfig, Trainer, UpscalerTask
+from lwgen.pipeline import AutoencoderModel, UpscaleModel
+from lwgen.recipe import DataConfig, DiffusionRecipe, prepare
+from lwgen.training import (
+    AutoencoderTask,
+    DiffusionTask,
+    TrainConfig,
+    Trainer,
+    UpscalerTask,
+)
 
 torch.set_num_threads(1)
 
@@ -19,15 +26,25 @@ TINY_UNET = UNetConfig(resolution=16, in_channels=3, unshuffle=1, base_channels=
 SHAPE_ATTRIBUTES = ["shape", "color", "size"]
 
 
+def tiny_recipe(data: Path, schedule: str = "cosine", steps: int = 4, seed: int = 0, text_column: str = "",
+                autoencoder: Path | None = None, unet: UNetConfig = TINY_UNET) -> DiffusionRecipe:
+    """The recipe of a tiny diffusion model on a shapes folder: a few steps, rows drawn uniformly."""
+    return DiffusionRecipe(DataConfig(data, SHAPE_ATTRIBUTES, load_size=32, text_column=text_column),
+                           TrainConfig(batch=8, steps=steps, warmup=2, log_every=1, seed=seed, balance_power=0),
+                           unet, ScheduleConfig(schedule), autoencoder=autoencoder, cond_dim=32)
+
+
+def train_recipe(recipe: DiffusionRecipe, out: Path) -> Path:
+    """Prepare and train a recipe as `lwgen train diffusion` does; returns the checkpoint folder."""
+    run = prepare(recipe, progress=False)
+    task = DiffusionTask(run.model, run.table.images, run.table.labels, recipe.train, text=run.text)
+    Trainer(task, recipe.train, out, run.weights, meta=run.meta, progress=False).run()
+    return out
+
+
 def train_tiny_diffusion(data: Path, out: Path, schedule: str = "cosine", steps: int = 4, seed: int = 0) -> Path:
     """Train a tiny diffusion model for a few steps on a shapes folder; returns the checkpoint folder."""
-    table = ImageTable.load(data, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
-    torch.manual_seed(seed)
-    model = DiffusionModel(TINY_UNET, ScheduleConfig(schedule), table.vocab, cond_dim=32)
-    config = TrainConfig(batch=8, steps=steps, warmup=2, log_every=1, seed=seed)
-    task = DiffusionTask(model, table.images, table.labels, config)
-    Trainer(task, config, out, torch.ones(len(table)), meta={"attributes": SHAPE_ATTRIBUTES}, progress=False).run()
-    return out
+    return train_recipe(tiny_recipe(data, schedule, steps, seed), out)
 
 
 def train_tiny_upscaler(data: Path, out: Path, steps: int = 3) -> Path:
@@ -69,30 +86,13 @@ def tiny_latent_checkpoint(tmp_path_factory, shapes_dir) -> Path:
     config = TrainConfig(batch=8, steps=3, warmup=1, log_every=1, min_snr_gamma=0)
     Trainer(AutoencoderTask(ae, table.images, config, size=32), config, root / "ae", torch.ones(len(table)),
             progress=False).run()
-    unet = UNetConfig(resolution=16, in_channels=4, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
-                      groups=8, emb_dim=32, head_dim=16)
-    model = DiffusionModel(unet, ScheduleConfig("cosine"), table.vocab, cond_dim=32, autoencoder=TINY_AE)
-    model.autoencoder.load_state_dict(AutoencoderModel.from_checkpoint(root / "ae").net.state_dict())
-    config = TrainConfig(batch=8, steps=3, warmup=1, log_every=1)
-    Trainer(DiffusionTask(model, table.images, table.labels, config), config, root / "diffusion",
-            torch.ones(len(table)), progress=False).run()
-    return root / "diffusion"
+    return train_recipe(tiny_recipe(shapes_dir, steps=3, autoencoder=root / "ae"), root / "diffusion")
 
 
 def train_tiny_text_diffusion(data: Path, out: Path, steps: int = 4, seed: int = 0) -> Path:
-    """A tiny diffusion model that also takes prompts: trained on the rows' attribute values as text."""
-    from lwgen.text import ENCODER, TEXT_DIM, encode
-    from lwgen.training.cli import row_texts
-
-    table = ImageTable.load(data, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
-    text = encode(row_texts(table, SHAPE_ATTRIBUTES, "text"))  # the shapes CSV has no text column: "red, circle, ..."
-    torch.manual_seed(seed)
-    model = DiffusionModel(TINY_UNET, ScheduleConfig("cosine"), table.vocab, cond_dim=32, text_dim=TEXT_DIM)
-    config = TrainConfig(batch=8, steps=steps, warmup=2, log_every=1, seed=seed)
-    task = DiffusionTask(model, table.images, table.labels, config, text=text)
-    meta = {"attributes": SHAPE_ATTRIBUTES, "text": {"column": None, "encoder": ENCODER}}
-    Trainer(task, config, out, torch.ones(len(table)), meta=meta, progress=False).run()
-    return out
+    """A tiny diffusion model that also takes prompts: trained on the rows' attribute values as text (the shapes
+    CSV has no text column: "red, circle, ...")."""
+    return train_recipe(tiny_recipe(data, steps=steps, seed=seed, text_column="text"), out)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -36,6 +37,16 @@ def sigmoid(timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: f
 @dataclass
 class ScheduleConfig:
     """Noise schedule and what the network predicts."""
+
+    HELP: ClassVar[dict[str, str]] = {
+        "name": "variance schedule",
+        "timesteps": "number of diffusion timesteps",
+        "prediction": "what the network predicts: v (velocity) or eps (the noise)",
+        "beta_start": "first beta of the linear schedule",
+        "beta_end": "last beta of the linear schedule",
+        "cosine_s": "offset s of the cosine schedule (Nichol and Dhariwal 2021)",
+    }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"name": SCHEDULES, "prediction": PREDICTIONS}
 
     name: str = "cosine"
     timesteps: int = 1000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,14 @@ from torch import nn
 @dataclass
 class AutoencoderConfig:
     """Channels per resolution level (each level halves the side) and the latent width."""
+
+    HELP: ClassVar[dict[str, str]] = {
+        "channels": "channels per level; each level after the first halves the side",
+        "latent_channels": "channels of the latent the diffusion model works in",
+        "blocks": "residual blocks per level",
+        "groups": "GroupNorm groups",
+        "latent_noise": "std of the noise added to latents while training, so the decoder tolerates sampling error",
+    }
 
     channels: tuple[int, ...] = (32, 64, 128)
     latent_channels: int = 4

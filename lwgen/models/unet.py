@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,20 @@ class UNetConfig:
     `resolution` and `in_channels` are the side and channels of what the network sees (a latent, or pixels);
     `unshuffle` > 1 folds pixels into channels at the input (pixel space only).
     """
+
+    HELP: ClassVar[dict[str, str]] = {
+        "resolution": "side of what the U-Net sees: the latent (image side / autoencoder factor) or the pixels",
+        "in_channels": "channels of what the U-Net sees (set from the autoencoder)",
+        "base_channels": "channels of the first level; the width of the network",
+        "channel_mult": "channel multiplier per level (each further level halves the side)",
+        "num_res_blocks": "residual blocks per level",
+        "attention_levels": "levels (0-based) that get self-attention",
+        "unshuffle": "fold unshuffle x unshuffle pixels into channels at the input (pixel space only)",
+        "cond_dim": "width of the condition vector (attributes and text)",
+        "emb_dim": "width of the timestep + condition embedding",
+        "groups": "GroupNorm groups",
+        "head_dim": "channels per attention head",
+    }
 
     resolution: int = 16
     in_channels: int = 4

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,12 @@ from torch import nn
 @dataclass
 class UpscalerConfig:
     """Scale factor and body size of the up-scaler."""
+
+    HELP: ClassVar[dict[str, str]] = {
+        "scale": "up-scaling factor (2, 3, 4 or 8)",
+        "channels": "channels of the residual body",
+        "num_blocks": "residual blocks in the body",
+    }
 
     scale: int = 4
     channels: int = 32

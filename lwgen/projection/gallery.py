@@ -87,25 +87,15 @@ def build_gallery(model: Any, per_class: int = 4, steps: int = 20, seed: int = 0
     labels = classes.long().repeat_interleave(per_class, dim=0)  # (K * per_class, A)
     n = labels.shape[0]
     seeds = torch.arange(seed, seed + n, dtype=torch.long)
-    out = []
     t0 = time.perf_counter()
-    for start in range(0, n, batch):
-        stop = min(n, start + batch)
-
-        def step(info: dict, start: int = start, stop: int = stop) -> None:
-            if progress is not None:
-                done = start + (stop - start) * (info["i"] + 1) / info["n"]
-                progress(done / n, f"{int(done)} / {n} images")
-
-        cond = model.condition(labels[start:stop])
-        images = model.generate(cond, seeds[start:stop].tolist(), steps=steps, sampler=sampler, guidance=guidance,
-                                callback=step)
-        out.append(to_uint8(images))
+    images = model.generate(model.condition(labels), seeds.tolist(), steps=steps, sampler=sampler, guidance=guidance,
+                            batch=batch, progress=None if progress is None else
+                            lambda done: progress(done, f"{int(done * n)} / {n} images"))
     meta = {"per_class": per_class, "steps": steps, "seed": seed, "sampler": sampler, "guidance": guidance,
             "seconds": round(time.perf_counter() - t0, 1)}
     if source is not None:
         meta["weights"] = weights_hash(source)
-    return Gallery(torch.cat(out), labels, seeds, {a: list(v) for a, v in model.vocab.items()}, meta)
+    return Gallery(to_uint8(images), labels, seeds, {a: list(v) for a, v in model.vocab.items()}, meta)
 
 
 def _to_png(images: torch.Tensor) -> torch.Tensor:

@@ -14,19 +14,16 @@ from .. import limits
 from ..checkpoint import (
     CONFIG,
     TRAIN_STATE,
-    load_checkpoint,
-    module_state,
     read_config,
     validate_config,
 )
 from ..config_args import add_dataclass_args, dataclass_from_args
-from ..data import ImageTable, class_balanced_weights
-from ..data.cache import CACHE_DIR
+from ..data import ImageTable
 from ..diffusion import ScheduleConfig
 from ..io import check_writable_folder
 from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
 from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, DiffusionModel, UpscaleModel
-from ..text import ENCODER, TEXT_DIM, cached_encode, template
+from ..recipe import DataConfig, DiffusionRecipe, prepare
 from . import distributed
 from .config import TrainConfig
 from .loggers import require_wandb
@@ -39,62 +36,70 @@ TRAIN_HELPS = {
 }
 
 
+DATA_HELP = DataConfig.HELP
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `train autoencoder`, `train diffusion` and `train upscaler`."""
-    p = subparsers.add_parser("train", help="train an autoencoder, a diffusion model or an up-scaler")
+    """Register `train autoencoder`, `train diffusion` and `train upscaler` (`train --config CHECKPOINT/config.json`
+    picks the sub-command from the checkpoint's kind)."""
+    p = subparsers.add_parser("train", help="train an autoencoder, a diffusion model or an up-scaler",
+                              description="Train one model. `lwgen train --config checkpoints/NAME/config.json "
+                                          "--out runs/NEW` trains the run that made a checkpoint again.")
     sub = p.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,diffusion,upscaler}")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     a = sub.add_parser("autoencoder", help="train the image autoencoder whose latent the diffusion model uses",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=fmt)
     _data_args(a, attributes=False)
     a.add_argument("--size", type=int, default=64, help="image side the autoencoder is trained at")
     add_dataclass_args(a, AutoencoderConfig, prefix="ae_", help_prefix="autoencoder architecture")
-    add_dataclass_args(a, TrainConfig, help_prefix="training", helps=TRAIN_HELPS)
-    a.set_defaults(func=run_autoencoder, min_snr_gamma=0.0, batch=32)
-    d = sub.add_parser("diffusion", help="train the class-conditional diffusion generator",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_dataclass_args(a, TrainConfig, help_prefix="training", helps=TRAIN_HELPS, skip=TrainConfig.DIFFUSION_ONLY)
+    a.set_defaults(func=run_autoencoder, batch=32)
+    d = sub.add_parser("diffusion", help="train the class-conditional diffusion generator", formatter_class=fmt)
     _data_args(d, attributes=True)
-    d.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
-    d.add_argument("--prediction", choices=("v", "eps"), default="v")
+    d.add_argument("--schedule", choices=ScheduleConfig.CHOICES["name"], default=ScheduleConfig.name,
+                   help=ScheduleConfig.HELP["name"])
+    d.add_argument("--prediction", choices=ScheduleConfig.CHOICES["prediction"], default=ScheduleConfig.prediction,
+                   help=ScheduleConfig.HELP["prediction"])
     d.add_argument("--autoencoder", type=Path, default=None,
-                   help="autoencoder checkpoint: diffuse in its latent (its weights are copied into --out)")
-    d.add_argument("--text-column", default="text",
-                   help="CSV column of words describing each image, embedded by the sentence encoder so the "
-                        "generator takes prompts; without that column the text is the row's attribute values; "
-                        "'' trains without text")
+                   help="autoencoder checkpoint (or a latent generator, whose autoencoder is taken): diffuse in its "
+                        "latent (its weights are copied into --out); none: pixel space")
+    d.add_argument("--text-column", default="text", help=DATA_HELP["text_column"])
     d.add_argument("--init", type=Path, default=None,
                    help="start from the weights of this diffusion checkpoint (same data vocabulary and "
                         "architecture; text conditioning is added if it has none) instead of from scratch")
+    add_dataclass_args(d, ScheduleConfig, prefix="schedule_", skip=("name", "prediction"),
+                       help_prefix="noise schedule")
     add_dataclass_args(d, UNetConfig, prefix="unet_", skip=("cond_dim", "in_channels"),
                        help_prefix="U-Net architecture (resolution: of the latent, or of the pixels)")
     add_dataclass_args(d, TrainConfig, help_prefix="training", helps=TRAIN_HELPS)
     d.set_defaults(func=run_diffusion)
-    u = sub.add_parser("upscaler", help="train the x4 up-scaler on area-downsampled images",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    u = sub.add_parser("upscaler", help="train the x4 up-scaler on area-downsampled images", formatter_class=fmt)
     _data_args(u, attributes=False)
     u.add_argument("--crop", type=int, default=128, help="high-resolution crop side used for training")
     add_dataclass_args(u, UpscalerConfig, prefix="up_", help_prefix="up-scaler architecture")
-    add_dataclass_args(u, TrainConfig, help_prefix="training", helps=TRAIN_HELPS)
-    u.set_defaults(func=run_upscaler, lr=1e-3, min_snr_gamma=0.0, batch=16)
+    add_dataclass_args(u, TrainConfig, help_prefix="training", helps=TRAIN_HELPS, skip=TrainConfig.DIFFUSION_ONLY)
+    u.set_defaults(func=run_upscaler, lr=1e-3, batch=16)
     return p
 
 
 def _data_args(p: argparse.ArgumentParser, attributes: bool) -> None:
     p.add_argument("--config", type=Path, default=None,
-                   help="JSON object of flag values ({\"lr\": 0.001, \"unet-base-channels\": 48, ...}; keys are "
-                        "flag names without the dashes); flags on the command line override it")
-    p.add_argument("--data", required=True, type=Path, help="folder with the images and the annotation CSV")
+                   help="a checkpoint's config.json (train that run again) or a JSON object of flag values "
+                        "({\"lr\": 0.001, \"unet-base-channels\": 48, ...}; keys are flag names without the leading "
+                        "dashes, with - or _); flags on the command line override it")
+    p.add_argument("--data", required=True, type=Path, help=DATA_HELP["folder"])
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
     p.add_argument("--force", action="store_true",
                    help="replace what a non-empty --out holds (without it, training refuses to write there)")
-    p.add_argument("--csv", default="annotations.csv", help="annotation CSV, relative to --data or absolute")
-    p.add_argument("--file-column", default="file", help="CSV column with the image paths")
+    p.add_argument("--csv", default="annotations.csv", help=DATA_HELP["csv"])
+    p.add_argument("--file-column", default="file", help=DATA_HELP["file_column"])
     if attributes:
-        p.add_argument("--attributes", nargs="+", required=True, help="CSV columns to condition on")
-    p.add_argument("--split", default="train", help="rows whose 'split' column has this value ('' = all rows)")
-    p.add_argument("--fit", choices=("pad", "crop"), default="pad", help="make images square by padding or cropping")
-    p.add_argument("--load-size", type=int, default=256, help="images are loaded at this size, then area-downsampled")
-    p.add_argument("--skip-bad", action="store_true", help="skip rows with missing or broken images (listed in a report)")
+        p.add_argument("--attributes", nargs="+", required=True, help=DATA_HELP["attributes"])
+    p.add_argument("--split", default="train", help=DATA_HELP["split"])
+    p.add_argument("--fit", choices=("pad", "crop"), default="pad", help=DATA_HELP["fit"])
+    p.add_argument("--load-size", type=int, default=256, help=DATA_HELP["load_size"])
+    p.add_argument("--skip-bad", action="store_true", help=DATA_HELP["skip_bad"])
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--wandb", action="store_true",
                    help="also log loss, learning rate, speed and sample grids to Weights & Biases (pip install "
@@ -102,13 +107,9 @@ def _data_args(p: argparse.ArgumentParser, attributes: bool) -> None:
     p.add_argument("--wandb-project", default="lwgen", help="Weights & Biases project of --wandb")
 
 
-def _load(args: argparse.Namespace, attributes: list[str], env: distributed.Dist,
-          vocab: dict | None = None) -> ImageTable:
-    split = args.split or None
+def _load(args: argparse.Namespace, env: distributed.Dist) -> ImageTable:
     with distributed.local_main_first(env):  # the first process of each machine fills the image cache
-        return ImageTable.load(args.data, attributes, size=args.load_size, csv=args.csv,
-                               file_column=args.file_column, fit=args.fit, skip_bad=args.skip_bad, vocab=vocab,
-                               split=split, progress=not args.no_progress and env.is_main)
+        return _data(args, []).load(progress=not args.no_progress and env.is_main)
 
 
 def _start(args: argparse.Namespace) -> distributed.Dist:
@@ -126,10 +127,9 @@ def _say(env: distributed.Dist):
     return print if env.is_main else (lambda *a, **k: None)
 
 
-def _provenance(args: argparse.Namespace, table: ImageTable) -> dict:
-    return {"data": {"folder": str(args.data), "csv": args.csv, "file_column": args.file_column,
-                     "split": args.split or None, "fit": args.fit, "load_size": args.load_size,
-                     "images": len(table), "skipped": len(table.skipped)}}
+def _data(args: argparse.Namespace, attributes: list[str]) -> DataConfig:
+    return DataConfig(args.data, attributes, csv=args.csv, file_column=args.file_column, split=args.split,
+                      fit=args.fit, load_size=args.load_size, skip_bad=args.skip_bad)
 
 
 def _resumed_config(out: Path, resume: bool) -> dict | None:
@@ -230,53 +230,42 @@ def run_diffusion(args: argparse.Namespace) -> int:
         distributed.teardown()
 
 
+def recipe_from_args(args: argparse.Namespace) -> DiffusionRecipe:
+    """The typed recipe of `lwgen train diffusion`'s flags."""
+    data = DataConfig(args.data, list(args.attributes), csv=args.csv, file_column=args.file_column,
+                      split=args.split, fit=args.fit, load_size=args.load_size, skip_bad=args.skip_bad,
+                      text_column=args.text_column)
+    schedule = dataclass_from_args(ScheduleConfig, args, prefix="schedule_", name=args.schedule,
+                                   prediction=args.prediction)
+    unet = dataclass_from_args(UNetConfig, args, prefix="unet_", in_channels=3)
+    return DiffusionRecipe(data, dataclass_from_args(TrainConfig, args), unet, schedule,
+                           autoencoder=args.autoencoder, init=args.init)
+
+
 def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     say = _say(env)
-    config = dataclass_from_args(TrainConfig, args)
+    recipe = recipe_from_args(args)
+    config = recipe.train
     check_numbers(args, config)
     check_out(args, env)
     prev = _resumed_config(args.out, args.resume)
     if prev:
+        saved = prev.get("schedule") or {}
         resume_conflicts(args, prev, "unet", "unet_", UNetConfig, skip=("cond_dim", "in_channels"),
-                         extra={"schedule": ((prev.get("schedule") or {}).get("name"), "cosine"),
-                                "prediction": ((prev.get("schedule") or {}).get("prediction"), "v")})
+                         extra={"schedule": (saved.get("name"), "cosine"),
+                                "prediction": (saved.get("prediction"), "v")})
+        resume_conflicts(args, prev, "schedule", "schedule_", ScheduleConfig, skip=("name", "prediction"))
     elif not args.init:
-        check_architecture("unet", dataclass_from_args(UNetConfig, args, prefix="unet_", in_channels=3), "unet_")
-    start = read_config(args.init) if args.init and not prev else None
-    base = prev or start
-    table = _load(args, args.attributes, env, vocab=base["vocab"] if base else None)
-    torch.manual_seed(config.seed)
-    texts = row_texts(table, args.attributes, args.text_column) if args.text_column else None
-    text_dim = TEXT_DIM if texts is not None else 0
-    if prev:
-        model = DiffusionModel.from_config(prev, str(args.out))
-    elif start:
-        model = DiffusionModel.from_config({**start, "text_dim": text_dim or start.get("text_dim", 0)},
-                                           str(args.init))
-        missing = init_weights(model, args.init)
-        say(f"started from {args.init}" + (f" (new: {', '.join(missing)})" if missing else ""))
-    else:
-        ae = AutoencoderModel.from_checkpoint(args.autoencoder) if args.autoencoder else None
-        channels = ae.net.config.latent_channels if ae is not None else 3
-        unet = dataclass_from_args(UNetConfig, args, prefix="unet_", in_channels=channels)
-        model = DiffusionModel(unet, ScheduleConfig(args.schedule, prediction=args.prediction), table.vocab,
-                               autoencoder=ae.net.config if ae else None, text_dim=text_dim)
-        if ae is not None:
-            model.autoencoder.load_state_dict(ae.net.state_dict())
-    text = None
-    if texts is not None and model.takes_text:
-        with distributed.local_main_first(env):
-            text = cached_encode(texts, table.root / CACHE_DIR, progress=not args.no_progress and env.is_main)
-    balance = config.balance_attribute or args.attributes[0]
-    if balance not in args.attributes:
-        raise SystemExit(f"error: --balance-attribute {balance!r} is not one of --attributes")
-    weights = class_balanced_weights(table.labels, args.attributes.index(balance), config.balance_power)
+        check_architecture("unet", recipe.unet, "unet_")
+    with distributed.local_main_first(env):  # the first process of each machine fills the image and text caches
+        run = prepare(recipe, resume=args.out if prev else None, progress=not args.no_progress and env.is_main,
+                      say=say)
+    model, table = run.model, run.table
     say(f"{len(table)} images, attributes: " + ", ".join(f"{a} ({len(v)} values)" for a, v in table.vocab.items()))
     space = f"{model.noise_shape} latent" if model.autoencoder is not None else "pixel space"
     say(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters in {space}, schedule "
         f"{model.schedule.name}, {model.schedule.prediction}-prediction, {model.resolution} px images")
-    task = DiffusionTask(model, table.images, table.labels, config, text=text,
-                         latent_stats=start is None and not (prev or {}).get("init"))
+    task = DiffusionTask(model, table.images, table.labels, config, text=run.text, latent_stats=run.latent_stats)
     preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
 
     def preview(ema: DiffusionModel) -> torch.Tensor:
@@ -287,51 +276,13 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
         imgs = ema.generate(ema.condition(preview_labels), seeds=range(16), steps=20, guidance=DEFAULT_GUIDANCE)
         return make_grid((imgs + 1) / 2, nrow=8)
 
-    meta = {**_provenance(args, table), "attributes": args.attributes,
-            "text": {"column": args.text_column if args.text_column in table.extra.columns else None,
-                     "encoder": ENCODER} if model.takes_text else None}
-    if start:
-        meta["init"] = _init_record(args.init, start)
-    elif prev and prev.get("init"):
-        meta["init"] = prev["init"]
-    trainer = Trainer(task, config, args.out, weights, meta=meta,
+    trainer = Trainer(task, config, args.out, run.weights, meta=run.meta,
                       preview=preview, progress=not args.no_progress, dist=env,
                       wandb_project=args.wandb_project if args.wandb else None)
     summary = trainer.run(resume=args.resume)
     if env.is_main:
         _report(summary, args.out)
     return 0
-
-
-def row_texts(table: ImageTable, attributes: list[str], column: str) -> list[str]:
-    """The text of every row: the `column` cell where the CSV has that column, else its attribute values."""
-    if column in table.extra.columns:
-        return [str(v) if v == v else "" for v in table.extra[column].tolist()]  # NaN (empty cell) -> no text
-    return [template({a: table.vocab[a][i] for a, i in zip(attributes, row.tolist())}) for row in table.labels]
-
-
-def init_weights(model: DiffusionModel, folder: Path) -> list[str]:
-    """Load a checkpoint's (EMA) weights into `model`; returns the parameters it lacked (new, e.g. text)."""
-    _, tensors = load_checkpoint(folder)
-    state = module_state(tensors, "ema") or module_state(tensors, "model")
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in state)
-    unexpected = sorted(k for k in state if k not in own)
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
-    allowed = ("embedder.text_proj.", "embedder.null_text")
-    if unexpected or wrong or any(not k.startswith(allowed) for k in missing):
-        bad = ", ".join((unexpected + wrong + [k for k in missing if not k.startswith(allowed)])[:6])
-        raise SystemExit(f"error: --init {folder}: its weights do not fit this model ({bad})")
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    return sorted({k.split(".")[1] for k in missing})
-
-
-def _init_record(folder: Path, config: dict) -> dict:
-    progress = config.get("progress", {})
-    earlier = config.get("init") or {}
-    return {"checkpoint": str(folder), "steps": progress.get("step"), "images_seen": progress.get("images_seen"),
-            "wall_time_s": progress.get("wall_time_s"),
-            "total_wall_time_s": round((progress.get("wall_time_s") or 0) + (earlier.get("total_wall_time_s") or 0), 1)}
 
 
 def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, describe, meta: dict) -> int:
@@ -348,13 +299,13 @@ def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, de
                              extra={"size": (prev.get("size"), 64)} if "size" in meta else None)
         else:
             check_architecture(unit.kind, dataclass_from_args(unit.config_cls, args, prefix), prefix)
-        table = _load(args, [], env)
+        table = _load(args, env)
         torch.manual_seed(config.seed)
         model = (unit.from_config(prev, str(args.out)) if prev
                  else unit(dataclass_from_args(unit.config_cls, args, prefix)))
         say(f"{len(table)} images; {describe(model)}: {count_parameters(model) / 1e6:.2f} M parameters")
         trainer = Trainer(make_task(model, table.images, config), config, args.out, torch.ones(len(table)),
-                          meta={**_provenance(args, table), **meta}, progress=not args.no_progress, dist=env,
+                          meta={"data": _data(args, []).provenance(table), **meta}, progress=not args.no_progress, dist=env,
                           wandb_project=args.wandb_project if args.wandb else None)
         summary = trainer.run(resume=args.resume)
         if env.is_main:
@@ -368,7 +319,7 @@ def run_upscaler(args: argparse.Namespace) -> int:
     """Train the up-scaler on (area-downsampled, original) pairs."""
     return _train_unit(args, UpscaleModel, "up_",
                        lambda m, images, c: UpscalerTask(m, images, c, crop=args.crop),
-                       lambda m: f"up-scaler x{m.net.config.scale}", {})
+                       lambda m: f"up-scaler x{m.net.config.scale}", {"crop": args.crop})
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:

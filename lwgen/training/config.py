@@ -1,12 +1,40 @@
 """Training hyper-parameters shared by the diffusion model and the up-scaler."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, budget and bookkeeping of one training run."""
+
+    HELP: ClassVar[dict[str, str]] = {
+        "batch": "images per optimiser step (per process under torchrun)",
+        "lr": "peak learning rate of AdamW",
+        "weight_decay": "AdamW weight decay",
+        "warmup": "steps of linear learning-rate warm-up",
+        "min_lr_ratio": "the cosine decay ends at lr x this ratio",
+        "steps": "stop after this many steps (0: the --minutes budget alone decides)",
+        "minutes": "wall-clock budget in minutes; the learning rate decays over it (0: --steps decides)",
+        "ema_decay": "decay of the exponential moving average of the weights that checkpoints keep",
+        "grad_clip": "clip the gradient norm to this value (0: no clipping)",
+        "min_snr_gamma": "min-SNR loss weighting gamma (Hang et al. 2023); 0 weighs every noise level alike",
+        "cond_drop": "probability of dropping the whole condition, the unconditional branch of guidance",
+        "attr_drop": "probability of dropping each attribute on its own, so a group or subgroup alone is trained",
+        "text_drop": "probability of dropping the text, so attributes alone are trained",
+        "balance_power": "rows are drawn with weight count^-power of their class (0: uniform, 1: balanced)",
+        "balance_attribute": "attribute whose classes --balance-power balances ('': the first of --attributes)",
+        "bf16": "bfloat16 autocast where the CPU or GPU runs it natively (emulated bf16 is slow, so it is off there)",
+        "seed": "seed of the initial weights, batches and noise",
+        "threads": "torch CPU threads (0: torch's default)",
+        "log_every": "steps between loss log lines",
+        "save_minutes": "minutes between checkpoints of the resumable training state",
+        "sample_minutes": "minutes between preview grids (0: none)",
+    }
+    DIFFUSION_ONLY: ClassVar[tuple[str, ...]] = (
+        "min_snr_gamma", "cond_drop", "attr_drop", "text_drop", "balance_power", "balance_attribute")
 
     batch: int = 64
     lr: float = 2e-3
@@ -37,3 +65,8 @@ class TrainConfig:
             raise ValueError("batch must be at least 1")
         if not all(0 <= p < 1 for p in (self.cond_drop, self.attr_drop, self.text_drop)):
             raise ValueError("cond_drop, attr_drop and text_drop must be in [0, 1)")
+
+    def record(self, kind: str) -> dict[str, object]:
+        """The settings config.json keeps: a model other than a diffusion generator leaves out DIFFUSION_ONLY."""
+        values = dataclasses.asdict(self)
+        return values if kind == "diffusion" else {k: v for k, v in values.items() if k not in self.DIFFUSION_ONLY}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_args import add_dataclass_args, dataclass_from_args
+from ..diffusion.schedules import PREDICTIONS, SCHEDULES
 from ..models import UNetConfig
 from ..training.config import TrainConfig
 
@@ -53,8 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument("--lr-range", type=float, nargs=2, default=(3e-4, 5e-3), metavar=("LOW", "HIGH"),
                    help="learning rate, searched on a log scale")
     s.add_argument("--widths", type=int, nargs="+", default=[32, 48, 64, 96], help="U-Net base channels")
-    s.add_argument("--schedules", nargs="+", choices=("linear", "cosine", "sigmoid"), default=["linear", "cosine"])
-    s.add_argument("--predictions", nargs="+", choices=("v", "eps"), default=["v", "eps"])
+    s.add_argument("--schedules", nargs="+", choices=SCHEDULES, default=["linear", "cosine"],
+                   help="schedules the search may pick")
+    s.add_argument("--predictions", nargs="+", choices=PREDICTIONS, default=list(PREDICTIONS),
+                   help="predictions (v, eps) the search may pick")
     s.add_argument("--gammas", type=float, nargs="+", default=[0.0, 1.0, 5.0, 10.0],
                    help="min-SNR gamma values (0 = no weighting)")
     s.add_argument("--cond-drop-range", type=float, nargs=2, default=(0.0, 0.3), metavar=("LOW", "HIGH"),
@@ -80,8 +84,7 @@ def run_tune(args: argparse.Namespace) -> int:
         import optuna
     except ImportError:
         raise SystemExit("error: lwgen tune needs optuna: pip install optuna") from None
-    from ..data import ImageTable
-    from ..pipeline import AutoencoderModel
+    from ..recipe import DataConfig, load_autoencoder
     from ..training.trainer import TrainingError
     from .search import (
         SearchSpace,
@@ -113,14 +116,12 @@ def run_tune(args: argparse.Namespace) -> int:
           f"{args.minutes_per_trial:g} min each")
 
     t0 = time.perf_counter()
-    table = ImageTable.load(args.data, args.attributes, size=args.load_size, csv=args.csv,
-                            file_column=args.file_column, fit=args.fit, skip_bad=args.skip_bad,
-                            progress=not args.no_progress, split=None)
-    ae = AutoencoderModel.from_checkpoint(args.autoencoder) if args.autoencoder else None
+    source = DataConfig(args.data, list(args.attributes), csv=args.csv, file_column=args.file_column,
+                        split=args.split, fit=args.fit, load_size=args.load_size, skip_bad=args.skip_bad)
+    table = dataclasses.replace(source, split="").load(progress=not args.no_progress)  # training and held-out rows
+    ae = load_autoencoder(args.autoencoder) if args.autoencoder else None
     data = prepare_data(table, list(args.attributes), unet, train, ae, args.split, args.val_split, args.val_images)
-    provenance = {"folder": str(args.data), "csv": args.csv, "file_column": args.file_column,
-                  "split": args.split or None, "fit": args.fit, "load_size": args.load_size,
-                  "images": data.provenance["train_images"], "skipped": len(table.skipped)}
+    provenance = {**source.provenance(table), "images": data.provenance["train_images"]}
     del table  # the full-size images are no longer needed
     space_name = f"{tuple(data.x0.shape[1:])} latent" if ae is not None else "pixel space"
     print(f"{data.provenance['train_images']} training and {data.provenance['val_images']} held-out images in "

@@ -13,12 +13,12 @@ from typing import Any, Callable
 import torch
 
 from ..checkpoint import TRAIN_STATE
-from ..data import ImageTable, class_balanced_weights
+from ..data import ImageTable
 from ..data.images import DataError, downsample
 from ..diffusion import ScheduleConfig
 from ..models import UNetConfig
 from ..pipeline import AutoencoderModel, DiffusionModel
-from ..precision import autocast
+from ..recipe import balance_weights, encode_latents
 from ..training.config import TrainConfig
 from ..training.distributed import Dist
 from ..training.tasks import DiffusionTask, to_float
@@ -128,15 +128,6 @@ def split_rows(table: ImageTable, train_split: str, val_split: str, seed: int = 
     return train.nonzero().flatten(), val.nonzero().flatten()
 
 
-@torch.no_grad()
-def _encode(ae: AutoencoderModel, images: torch.Tensor, bf16: bool, batch: int = 256) -> torch.Tensor:
-    out = []
-    for chunk in images.split(batch):
-        with autocast(bf16):
-            out.append(ae.net.encode(to_float(chunk)).float())
-    return torch.cat(out)
-
-
 def prepare_data(table: ImageTable, attributes: list[str], unet: UNetConfig, train: TrainConfig,
                  autoencoder: AutoencoderModel | None = None, train_split: str = "train", val_split: str = "val",
                  val_images: int = 512, log: Callable[[str], None] = print) -> TuneData:
@@ -153,18 +144,15 @@ def prepare_data(table: ImageTable, attributes: list[str], unet: UNetConfig, tra
     shift = scale = None
     if autoencoder is not None:
         t0 = time.perf_counter()
-        z = _encode(autoencoder, images, train.bf16)
+        z = encode_latents(autoencoder, to_float(images), train.bf16)
         zt = z[train_rows]
         shift, scale = zt.mean(dim=(0, 2, 3), keepdim=True), zt.std(dim=(0, 2, 3), keepdim=True)
         x = (z - shift) / scale
         log(f"encoded {len(images)} images into {tuple(z.shape[1:])} latents in {time.perf_counter() - t0:.0f} s")
     else:
         x = to_float(images)
-    balance = train.balance_attribute or attributes[0]
-    if balance not in attributes:
-        raise ValueError(f"--balance-attribute {balance!r} is not one of --attributes")
     labels = table.labels
-    weights = class_balanced_weights(labels[train_rows], attributes.index(balance), train.balance_power)
+    weights = balance_weights(labels[train_rows], attributes, train)
     validation = Validation(x[val_rows], labels[val_rows], seed=train.seed, max_images=val_images)
     return TuneData(x[train_rows].contiguous(), labels[train_rows], weights, validation, table.vocab, autoencoder,
                     shift, scale, {"train_images": int(len(train_rows)), "val_images": len(validation)})
