@@ -1,12 +1,12 @@
 """lwgen app: generate, compare, explore and inspect light-weight class-conditional diffusion models.
 
-Run with `streamlit run app.py`; checkpoints are read from ./checkpoints (or $LWGEN_CHECKPOINTS).
+Run with `streamlit run app.py`; checkpoints are the shipped ones, ./runs and $LWGEN_CHECKPOINTS (lwgen/app/paths.py).
 """
 import streamlit as st
 
 from lwgen.app.navigation import navigation_run
 
-st.set_page_config(page_title="lwgen", page_icon=":material/blur_on:", layout="wide")
+st.set_page_config(page_title="lwgen", page_icon="🌀", layout="wide")
 
 pages = [
     st.Page("pages/generate.py", title="Generate", icon=":material/auto_awesome:", default=True),
@@ -15,6 +15,7 @@ pages = [
     st.Page("pages/lab.py", title="Embedding lab", icon=":material/science:"),
     st.Page("pages/models.py", title="Models", icon=":material/memory:"),
     st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
 ]
 page = st.navigation(pages)
 with st.sidebar:

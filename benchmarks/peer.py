@@ -141,7 +141,8 @@ def main() -> None:
     except ImportError:
         raise SystemExit("error: the peer is a diffusers model: pip install -r requirements-dev.txt") from None
     if not (args.data / "annotations.csv").is_file():
-        raise SystemExit(f"error: {args.data}/annotations.csv not found; build it with `lwgen data emoji --out {args.data}`")
+        raise SystemExit(f"error: {args.data}/annotations.csv not found; build it with "
+                         f"`lwgen data emoji --out {args.data}`")
     setting = Setting(data=args.data, classifier=args.classifier, out=args.out, budgets=[args.minutes], n=args.n,
                       steps=args.steps, threads=args.threads, attributes=ATTRIBUTES,
                       final_threads=os.cpu_count() or 1)  # all budgets end together: score on every core
@@ -169,7 +170,8 @@ def main() -> None:
                                               ("gmac", "GMAC per forward")])
     text = "\n\n".join([table, "lwgen / peer:", markdown_table(ratio_rows, [("metric", "metric"), ("ratio", "ratio"),
                                                                               ("better", "better when")]), cost,
-                        f"sampling 16 images at {args.steps} steps: lwgen {speed['lwgen_s']} s, peer {speed['peer_s']} s;"
+                        f"sampling 16 images at {args.steps} steps: lwgen {speed['lwgen_s']} s, "
+                        f"peer {speed['peer_s']} s;"
                         f" forward of 32 samples: lwgen {speed['forward_ms_batch32']['lwgen']} ms, original-size "
                         f"{speed['forward_ms_batch32']['original_design']} ms"])
     print(text)

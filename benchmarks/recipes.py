@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from harness import Prepared, Setting, balanced, budget_config, images_64, load_table
 from torch import nn
 
+from lwgen.data import to_float
 from lwgen.diffusion import ScheduleConfig, add_noise, loss_weight, target
 from lwgen.models import (
     NULL,
@@ -41,7 +43,7 @@ from lwgen.pipeline import AutoencoderModel, per_sample_noise
 from lwgen.precision import autocast
 from lwgen.recipe import DataConfig, DiffusionRecipe, prepare
 from lwgen.training import Trainer
-from lwgen.training.tasks import AutoencoderTask, DiffusionTask, to_float
+from lwgen.training.tasks import AutoencoderTask, DiffusionTask
 
 ATTRIBUTES = ["group", "subgroup", "style", "skin_tone"]
 

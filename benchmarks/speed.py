@@ -73,7 +73,7 @@ def projection_rows(checkpoints: list[Path], n: int = 2000) -> list[tuple[str, f
         t0 = time.perf_counter()
         xy = project(x, method)
         cold = time.perf_counter() - t0
-        warm = timed(lambda: project(x, method), 3 if method != "PCA" else 5)
+        warm = timed(lambda: project(x, method), 3 if method != "PCA" else 5)  # noqa: B023 - called at once
         # how well the map keeps each point's 10 nearest neighbours (1 = all kept): speed must not cost this
         trust = trustworthiness(x, xy, n_neighbors=10)
         rows += [(f"{method} cold s", cold, note), (f"{method} warm s", warm, f"{note}; trustworthiness {trust:.3f}")]
@@ -128,7 +128,8 @@ def main() -> None:
                          f"16 images, guidance 2: {sec:.2f} s"))
     sec = sample(20, True)
     flops = 16 * (20 * 2 * 2 * gmac + 2 * dec_gmac)  # guidance doubles the batch; the decoder runs once
-    rows.append(("sampling achieved GFLOP/s (bf16, 20 steps)", flops / sec, f"{100 * flops / sec / peak:.0f} % of peak"))
+    rows.append(("sampling achieved GFLOP/s (bf16, 20 steps)", flops / sec,
+                 f"{100 * flops / sec / peak:.0f} % of peak"))
     model.to(memory_format=torch.channels_last)
     rows.append(("sample img/s, 20 steps (bf16, channels_last)", 16 / sample(20, True), "16 images"))
     model.to(memory_format=torch.contiguous_format)
@@ -148,7 +149,7 @@ def main() -> None:
     x = torch.rand(32, 3, 64, 64) * 2 - 1
     for bf16 in (False, True):
         rows.append((f"up-scaler x4 img/s ({'bf16' if bf16 else 'fp32'})",
-                     32 / timed(lambda: up.upscale(x, bf16=bf16), 2), "64 -> 256 px"))
+                     32 / timed(lambda: up.upscale(x, bf16=bf16), 2), "64 -> 256 px"))  # noqa: B023
     rows += projection_rows(args.galleries)
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:

@@ -11,6 +11,7 @@ import torch
 from . import __version__, limits
 from .checkpoint import CheckpointError
 from .data import DataError
+from .diffusion.samplers import SAMPLERS
 from .pipeline import DEFAULT_GUIDANCE, ConditionError
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -37,7 +38,8 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default="", help="describe the image in words (generators trained with text)")
     p.add_argument("-n", type=int, default=16, help="number of images")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
-    p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
+    p.add_argument("--sampler", default="dpmpp", choices=tuple(SAMPLERS),
+                   help="sampler: DPM-Solver++(2M), DDIM or DDPM")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="classifier-free guidance scale (1 = none; 0 = the condition is ignored)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
@@ -79,8 +81,9 @@ def run_sample(args: argparse.Namespace) -> int:
     model = DiffusionModel.from_checkpoint(args.checkpoint)
     labels = model.encode(parse_values(args.values)).expand(args.n, -1)
     text = model.encode_prompt(args.prompt, args.n)
-    images = model.generate(model.condition(labels, text), seeds=[args.seed + i for i in range(args.n)], steps=args.steps,
-                            sampler=args.sampler, guidance=args.guidance, bf16=not args.fp32)
+    images = model.generate(model.condition(labels, text), seeds=[args.seed + i for i in range(args.n)],
+                            steps=args.steps, sampler=args.sampler, guidance=args.guidance, bf16=not args.fp32,
+                            batch=64)
     if args.upscale:
         images = UpscaleModel.from_checkpoint(args.upscaler).upscale(images, bf16=not args.fp32)
     nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
@@ -193,19 +196,15 @@ def _info_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     """Parameters, GMAC per forward, schedule and training progress of a checkpoint."""
-    from .checkpoint import read_config
     from .models import count_parameters, forward_gmacs
     from .pipeline import load_model
 
-    if read_config(args.checkpoint).get("kind") == "classifier":
-        from .evaluation import Classifier
-
-        model = Classifier.from_checkpoint(args.checkpoint)
+    model = load_model(args.checkpoint)
+    cfg = model.checkpoint_config
+    if cfg["kind"] == "classifier":
         print(f"{args.checkpoint}: classifier, {count_parameters(model) / 1e6:.2f} M parameters; heads: "
               + ", ".join(f"{a} ({len(v)})" for a, v in model.vocab.items()))
         return 0
-    model = load_model(args.checkpoint)
-    cfg = model.checkpoint_config
     print(f"{args.checkpoint}: {cfg['kind']}")
     if cfg["kind"] == "diffusion":
         x, t, c = torch.zeros(1, *model.noise_shape), torch.zeros(1), torch.zeros(1, model.embedder.config.dim)
@@ -241,6 +240,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_parser as add_data
+    from .fit.cli import add_parser as add_fit
     from .training.cli import add_parser as add_train
     from .tuning.cli import add_parser as add_tune
 
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_data(sub)
     add_train(sub)
+    add_fit(sub)
     add_tune(sub)
     _sample_parser(sub)
     _export_parser(sub)
@@ -264,22 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def expand_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """Insert the flags of a subcommand's `--config FILE` (a JSON object) right after the subcommand, so that the
-    flags given on the command line, which come later, override the file."""
-    import json
-
-    from .config_args import config_argv
-
-    leaf, pos = parser, 0
-    while True:
-        sub = next((a for a in leaf._actions if isinstance(a, argparse._SubParsersAction)), None)  # noqa: SLF001
-        at = next((i for i in range(pos, len(argv)) if sub is not None and argv[i] in sub.choices), None)
-        if at is None:
-            break
-        leaf, pos = sub.choices[argv[at]], at + 1
-    if not any("--config" in a.option_strings for a in leaf._actions):  # noqa: SLF001
-        return argv
+def _config_path(argv: list[str], pos: int) -> str | None:
     path = None
     for i in range(pos, len(argv)):
         if argv[i] == "--":
@@ -288,8 +274,12 @@ def expand_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]
             path = argv[i + 1]
         elif argv[i].startswith("--config="):
             path = argv[i].split("=", 1)[1]
-    if path is None:
-        return argv
+    return path
+
+
+def _read_config_file(path: str) -> dict:
+    import json
+
     try:
         values = json.loads(Path(path).read_text())
     except OSError as e:
@@ -297,7 +287,44 @@ def expand_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"--config {path}: not valid JSON ({e})") from None
     if not isinstance(values, dict):
-        raise ValueError(f"--config {path}: expected a JSON object of flag values")
+        raise ValueError(f"--config {path}: expected a JSON object of flag values or a checkpoint's config.json")
+    return values
+
+
+def expand_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Insert the flags of a subcommand's `--config FILE` right after the subcommand, so that the flags given on
+    the command line, which come later, override the file.
+
+    FILE is a JSON object of flag values, or a checkpoint's config.json: then its recipe gives the flags, and
+    `lwgen train --config FILE` takes the sub-command from the checkpoint's kind.
+    """
+    from .config_args import config_argv
+    from .recipe import recipe_flags
+
+    leaf, pos = parser, 0
+    while True:
+        sub = next((a for a in leaf._actions if isinstance(a, argparse._SubParsersAction)), None)
+        at = next((i for i in range(pos, len(argv)) if sub is not None and argv[i] in sub.choices), None)
+        if at is None:
+            break
+        leaf, pos = sub.choices[argv[at]], at + 1
+    has_config = any("--config" in a.option_strings for a in leaf._actions)
+    path = _config_path(argv, pos)
+    if path is None or (not has_config and sub is None):
+        return argv
+    values = _read_config_file(path)
+    if "kind" in values:  # a checkpoint: its recipe
+        command, values = recipe_flags(values, Path(path).parent)
+        if not has_config:  # `lwgen train --config FILE`: the sub-command follows from the checkpoint
+            if sub is None or command not in sub.choices:
+                return argv
+            leaf, argv = sub.choices[command], argv[:pos] + [command] + argv[pos:]
+            pos += 1
+        elif leaf.prog.split()[-1] != command:
+            raise ValueError(f"--config {path}: a {command} checkpoint; use `{leaf.prog.rsplit(' ', 1)[0]} "
+                             f"{command}` or leave the sub-command out")
+    elif not has_config:
+        return argv
     return argv[:pos] + config_argv(leaf, values, f"--config {path}") + argv[pos:]
 
 

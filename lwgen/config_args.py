@@ -20,7 +20,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
         if f.name in skip:
             continue
         flag = "--" + (prefix + f.name).replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         hint = hints[f.name]
         origin = typing.get_origin(hint)
         dest = (prefix + f.name).replace("-", "_")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,6 +73,10 @@ class DiffusionModel(nn.Module):
     diffusion runs in a latent space, the autoencoder that maps latents to images."""
 
     kind = "diffusion"
+    latent_shift: torch.Tensor  # buffers, registered in __init__ (latent generators only)
+    latent_scale: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    autoencoder: Autoencoder | None
 
     def __init__(self, unet: UNetConfig, schedule: ScheduleConfig, vocab: dict[str, list[str]], cond_dim: int = 256,
                  autoencoder: AutoencoderConfig | None = None, text_dim: int = 0):
@@ -136,7 +141,7 @@ class DiffusionModel(nn.Module):
         return torch.cat(out)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], source: str = "config") -> "DiffusionModel":
+    def from_config(cls, config: dict[str, Any], source: str = "config") -> DiffusionModel:
         if config.get("kind") != cls.kind:
             raise CheckpointError(f"{source}: not a diffusion checkpoint (kind={config.get('kind')!r})")
         try:
@@ -150,7 +155,7 @@ class DiffusionModel(nn.Module):
             raise CheckpointError(f"{source}: config.json lacks {e}") from None
 
     @classmethod
-    def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> "DiffusionModel":
+    def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> DiffusionModel:
         return _from_checkpoint(cls, folder, ema)
 
     # --- conditions -------------------------------------------------------------------------------------
@@ -329,5 +334,6 @@ def load_model(folder: str | Path, ema: bool = True) -> DiffusionModel | Upscale
         return Classifier.from_checkpoint(folder)
     kinds = {m.kind: m for m in (DiffusionModel, UpscaleModel, AutoencoderModel)}
     if kind not in kinds:
-        raise CheckpointError(f"{folder}: unknown checkpoint kind {kind!r} (known: {', '.join([*kinds, 'classifier'])})")
+        known = ", ".join([*kinds, "classifier"])
+        raise CheckpointError(f"{folder}: unknown checkpoint kind {kind!r} (known: {known})")
     return kinds[kind].from_checkpoint(folder, ema)

@@ -194,7 +194,7 @@ def prepare(recipe: DiffusionRecipe, resume: Path | None = None, progress: bool 
         unet = dataclasses.replace(recipe.unet, in_channels=channels)
         model = DiffusionModel(unet, recipe.schedule, table.vocab, cond_dim=recipe.cond_dim,
                                autoencoder=ae.net.config if ae else None, text_dim=text_dim)
-        if ae is not None:
+        if ae is not None and model.autoencoder is not None:
             model.autoencoder.load_state_dict(ae.net.state_dict())
     text = None
     if texts is not None and model.takes_text:
@@ -202,6 +202,7 @@ def prepare(recipe: DiffusionRecipe, resume: Path | None = None, progress: bool 
     weights = balance_weights(table.labels, list(data.attributes), recipe.train)
     meta: dict[str, Any] = {
         "data": data.provenance(table), "attributes": list(data.attributes), "recipe": recipe.record(),
+        "combinations": sorted({tuple(row) for row in table.labels.tolist()}),  # value indices the data holds
         "text": {"column": data.text_column if data.text_column in table.extra.columns else None,
                  "encoder": ENCODER} if model.takes_text else None}
     if start:

@@ -5,7 +5,7 @@ import torch
 from lwgen.app import state, ui
 from lwgen.app.conditions import describe, prompt_for, starting_condition, takes_text
 from lwgen.app.images import to_numpy
-from lwgen.app.runner import condition_of, frame_steps, noise_shape, traced_sample
+from lwgen.app.runner import Estimate, condition_of, estimate, frame_steps, noise_shape, traced_sample
 
 _, diffusion = ui.start_page(
     "Compare", "One condition, one seed: both runs start from the same noise, so every difference comes from the "
@@ -38,14 +38,20 @@ if prompt and len(with_text) < len(sides):
 c1, c2, c3 = st.columns([1, 1, 2])
 seed = int(c1.number_input("Seed", 0, 2**31 - 1, 0, key="cmp:seed"))
 longest = max(s[3] for s in sides.values())
-shown = c2.multiselect("Show x0 after steps", list(range(1, longest + 1)), key=f"cmp:frames:{longest}",
-                       default=[i + 1 for i in frame_steps(longest, 6)],
-                       help="the clean-image prediction after these steps of each run (steps a run does not "
-                            "reach are left out)")
+snapshots = int(c2.slider("Snapshots of x0", 0, min(12, longest), min(6, longest), key="cmp:snapshots",
+                          help="how many clean-image predictions to keep, at evenly spaced steps of the longer run "
+                               "(a shorter run keeps those it reaches)"))
+shown = [i + 1 for i in frame_steps(longest, snapshots)] if snapshots else []
+c2.caption("after steps " + ", ".join(map(str, shown)) if shown else "no snapshots")
 run = c3.button("Run both", type="primary", width="stretch")
+both = [estimate(s[1].model, 1, s[3], s[4]) for s in sides.values()]
+expected = Estimate(sum(e.seconds for e in both), all(e.measured for e in both))
+if expected.seconds >= ui.ESTIMATE_FROM:
+    c3.caption(f"Both runs: {expected.text()}.")
+ui.say_if_cancelled("cmp")
 
 if run:
-    with ui.guard("Comparing"):
+    with ui.guard("Comparing"), ui.cancellable("cmp") as cancel:
         shapes = {noise_shape(s[1].model) for s in sides.values()}
         if len(shapes) > 1:
             raise ValueError(f"{sides['A'][0].name} and {sides['B'][0].name} denoise different shapes ("
@@ -57,7 +63,7 @@ if run:
             cond = condition_of(model, values, prompt_for(model, prompt))
             keep = [i - 1 for i in shown if i <= steps]
             traces[side] = traced_sample(model, cond, seed, steps, sampler, guidance, keep, lock=loaded.lock,
-                                         label=f"run {side} ({entry.name}), ",
+                                         label=f"run {side} ({entry.name}), ", cancel=cancel,
                                          progress=lambda f, m, k=k: report((k + f) / 2, m))
         settings = {side: (entry.name, sampler, steps, guidance, bool(prompt_for(loaded.model, prompt)))
                     for side, (entry, loaded, sampler, steps, guidance) in sides.items()}
@@ -76,9 +82,14 @@ for side, col in zip(("A", "B"), out):
     with col:
         unused = " · prompt ignored (no text)" if result.get("prompt") and not used_prompt else ""
         st.markdown(f"**Run {side}: {name}** · {sampler}, {steps} steps, guidance {guidance:g}{unused}")
-        st.metric("Sampling time", f"{trace.seconds:.2f} s", help="wall time of the whole run on this machine")
+        st.metric("Sampling time", f"{trace.seconds:.2f} s",
+                  help="wall time of the run on this machine's CPU cores, shared with every other session and "
+                       "program: under load the same run can take twice as long, so compare times measured one "
+                       "after another, and repeat a run before trusting a difference")
         st.image(to_numpy(trace.image), caption=f"{name}: final image", width=256)
         if trace.frames:
             st.caption("Clean-image prediction x0 during sampling")
             ui.image_grid(torch.stack([f[2] for f in trace.frames]),
                           [f"step {i + 1} · t={t}" for i, t, _ in trace.frames], widest=6)
+st.caption("Sampling times are wall times on CPU cores that every session and program here shares: the same run "
+           "can take twice as long under load, so repeat a run before reading much into a difference.")

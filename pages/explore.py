@@ -20,7 +20,6 @@ from lwgen.app.explore import (
     text_search,
 )
 from lwgen.app.figures import THUMBNAIL_LIMIT, THUMBNAIL_STEPS, thumbnail_scatter
-from lwgen.app.images import data_uri
 from lwgen.app.paths import data_root, display_path
 from lwgen.app.selection import captions, selected_indices, selection_summary
 from lwgen.projection import METHODS, build_gallery, save_gallery, weights_hash
@@ -113,109 +112,123 @@ def no_items() -> None:
         st.info("Choose at least one image source.")
 
 
-image_tab, text_tab, cond_tab = st.tabs(["Image embeddings", "Text embeddings", "Learned condition vectors"])
+def show_selection(images: torch.Tensor, frame, picked: list[int], columns: list[str]) -> None:
+    """The first 48 selected images with their captions."""
+    if picked:
+        shown = picked[:48]
+        ui.image_grid(images[shown], captions(frame, shown, columns), widest=6)
+        if len(picked) > len(shown):
+            st.caption(f"showing the first {len(shown)} of {len(picked)}")
 
-with image_tab, ui.guard("Image embeddings"):
-    if items is None or len(items) == 0:
-        no_items()
-    else:
-        c1, c2 = st.columns(2)
-        clf = state.classifier(entries)
-        kinds = ["pixels"] + (["classifier"] if clf is not None else [])
-        feature = c1.radio("Features", kinds, key="exp:features", horizontal=True,
-                           format_func=FEATURE_NAMES.get,
-                           help=None if clf is not None else "classifier features appear when checkpoints/"
-                                                             "classifier exists")
-        color = c2.selectbox("Colour by", [SOURCE, *attrs], index=1 if attrs else 0, key="exp:color")
-        params = projection_inputs("exp:img", len(items))
-        key = f"{items_key}|{feature}"
-        x = (state.features_cached(key, lambda: item_features(items, "classifier", clf))
-             if feature == "classifier" else item_features(items))
-        xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
-                              params["min_dist"], _x=x)
-        k = st.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT, key="exp:thumbs",
-                             help="images drawn at points spread over the map; the other points are markers")
-        thumbs = [None] * len(items)
-        for i in spread_subset(xy, k):
-            thumbs[i] = data_uri(items.images[i], 32)
-        hover = [SOURCE, *attrs, TAG]
-        fig = thumbnail_scatter(xy, items.frame, color, hover, thumbs)
-        event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                                key=f"exp:scatter:{key}")
-        picked = selected_indices(event)
-        st.caption(f"{len(items)} images, {params['method']} of {FEATURE_NAMES[feature]}. "
-                   + selection_summary(items.frame, picked, color) + " (box or lasso on the map).")
-        if picked:
-            shown = picked[:48]
-            described = [a for a in attrs if a != color] + [TAG]
-            ui.image_grid(items.images[shown], captions(items.frame, shown, described), widest=6)
-            if len(picked) > len(shown):
-                st.caption(f"showing the first {len(shown)} of {len(picked)}")
 
-with text_tab, ui.guard("Text embeddings"):
-    st.caption("Sentence embeddings (all-MiniLM-L6-v2, 384-d) of every image's text: the data's `text` column for "
-               "real images (their attribute values where the data has none), the condition for generated ones. "
-               "Search finds the images whose texts are closest in meaning to yours (cosine similarity).")
-    if items is None or len(items) == 0:
-        no_items()
-    else:
-        c1, c2 = st.columns([4, 1])
-        query = c1.text_input("Search by text", key="exp:txt:query", max_chars=300,
-                              placeholder="e.g. a sleeping cat").strip()
-        top = int(c2.number_input("Matches", 1, 48, 8, key="exp:txt:k"))
-        from lwgen.text import is_loaded  # lazy, like the encoder itself
+def scatter(key: str, xy, frame, color: str, hover: list[str], thumbs_key: str, images, marked: list[int],
+            chart_key: str) -> list[int]:
+    """The cached map of these points, colours and thumbnails; returns the selected item indices."""
+    fig = state.figure(f"{key}|{color}|{','.join(hover)}|{thumbs_key}|{','.join(map(str, marked))}",
+                       lambda: thumbnail_scatter(xy, frame, color, hover, state.thumbnails(thumbs_key, images, marked),
+                                                 palette_order=vocab.get(color)))
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key=chart_key)
+    return selected_indices(event)
 
-        if query:
+
+@st.fragment
+def image_map(items, items_key: str) -> None:
+    """Image embeddings: a change here reruns this tab only."""
+    with ui.guard("Image embeddings"):
+        image_map_body(items, items_key)
+
+
+def image_map_body(items, items_key: str) -> None:
+    """The features, projection and map of the images."""
+    c1, c2 = st.columns(2)
+    clf = state.classifier(entries)
+    kinds = ["pixels"] + (["classifier"] if clf is not None else [])
+    feature = c1.radio("Features", kinds, key="exp:features", horizontal=True, format_func=FEATURE_NAMES.get,
+                       help=None if clf is not None else "classifier features appear when checkpoints/classifier "
+                                                         "exists")
+    color = c2.selectbox("Colour by", [SOURCE, *attrs], index=1 if attrs else 0, key="exp:color")
+    params = projection_inputs("exp:img", len(items))
+    key = f"{items_key}|{feature}"
+    x = (state.features_cached(key, lambda: item_features(items, "classifier", clf))
+         if feature == "classifier" else state.features_cached(key, lambda: item_features(items)))
+    xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
+                          params["min_dist"], _x=x)
+    k = st.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT, key="exp:thumbs",
+                         help="images drawn at points spread over the map; the other points are markers")
+    map_key = f"{key}|{params}"
+    picked = scatter(map_key, xy, items.frame, color, [SOURCE, *attrs, TAG], items_key, items.images,
+                     spread_subset(xy, k), f"exp:scatter:{key}")
+    st.caption(f"{len(items)} images, {params['method']} of {FEATURE_NAMES[feature]}. "
+               + selection_summary(items.frame, picked, color) + " (box or lasso on the map).")
+    show_selection(items.images, items.frame, picked, [a for a in attrs if a != color] + [TAG])
+
+
+@st.fragment
+def text_map(items, items_key: str) -> None:
+    """Text embeddings and search: a change here reruns this tab only."""
+    with ui.guard("Text embeddings"):
+        text_map_body(items, items_key)
+
+
+def text_map_body(items, items_key: str) -> None:
+    """The search box, the sentence embeddings' map and the matches."""
+    c1, c2 = st.columns([4, 1])
+    query = c1.text_input("Search by text", key="exp:txt:query", max_chars=300,
+                          placeholder="e.g. a sleeping cat").strip()
+    top = int(c2.number_input("Matches", 1, 48, 8, key="exp:txt:k"))
+    from lwgen.text import is_loaded  # lazy, like the encoder itself
+
+    if query:
+        st.session_state["exp:txt:on"] = True
+    if not (st.session_state.get("exp:txt:on") or is_loaded()):
+        st.info("The text map embeds every image's text with the sentence encoder, which loads on first use "
+                "(a few seconds). Type a query above, or:")
+        if st.button("Embed the texts", key="exp:txt:embed"):
             st.session_state["exp:txt:on"] = True
-        if not (st.session_state.get("exp:txt:on") or is_loaded()):
-            st.info("The text map embeds every image's text with the sentence encoder, which loads on first use "
-                    "(a few seconds). Type a query above, or:")
-            if st.button("Embed the texts", key="exp:txt:embed"):
-                st.session_state["exp:txt:on"] = True
-                st.rerun()
+            st.rerun(scope="fragment")
+        return
+    vectors = state.text_vectors(tuple(items.frame[TEXT].tolist()))
+    hits, scores = text_search(query, vectors, top) if query else ([], [])
+    frame = items.frame.assign(**{MATCH: match_labels(len(items), hits)})
+    params = projection_inputs("exp:txt", len(items))
+    c1, c2 = st.columns(2)
+    color = c1.selectbox("Colour by", [MATCH, SOURCE, *attrs], index=0 if query else 1,
+                         key=f"exp:txt:color:{'search' if query else 'map'}",
+                         help=f"{MATCH}: the matches of the search")
+    key = f"{items_key}|text"
+    xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
+                          params["min_dist"], _x=vectors.numpy())
+    if query:
+        marked = sorted(int(i) for i in hits)
+        c2.caption("The matches are drawn as images on the map.")
+    else:
+        k = c2.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT,
+                             key="exp:txt:thumbs", help="images drawn at points spread over the map")
+        marked = spread_subset(xy, k)
+    picked = scatter(f"{key}|{params}|{query}|{top}", xy, frame, color, [SOURCE, TEXT, TAG], items_key,
+                     items.images, marked, f"exp:textmap:{key}")
+    if query:
+        st.markdown(f"**Closest in meaning to “{query}”**")
+        if len(hits):
+            ui.image_grid(items.images[list(hits)],
+                          [f"{frame[TEXT].iloc[i] or '(no text)'} · {frame[SOURCE].iloc[i]} · {s:.2f}"
+                           for i, s in zip(hits, scores)], widest=8)
         else:
-            vectors = state.text_vectors(tuple(items.frame[TEXT].tolist()))
-            hits, scores = text_search(query, vectors, top) if query else ([], [])
-            frame = items.frame.assign(**{MATCH: match_labels(len(items), hits)})
-            params = projection_inputs("exp:txt", len(items))
-            c1, c2 = st.columns(2)
-            color = c1.selectbox("Colour by", [MATCH, SOURCE, *attrs], index=0 if query else 1,
-                                 key=f"exp:txt:color:{'search' if query else 'map'}",
-                                 help=f"{MATCH}: the matches of the search")
-            key = f"{items_key}|text"
-            xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
-                                  params["min_dist"], _x=vectors.numpy())
-            if query:
-                marked = list(hits)
-                c2.caption("The matches are drawn as images on the map.")
-            else:
-                k = c2.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT,
-                                     key="exp:txt:thumbs", help="images drawn at points spread over the map")
-                marked = spread_subset(xy, k)
-            thumbs = [None] * len(items)
-            for i in marked:
-                thumbs[int(i)] = data_uri(items.images[int(i)], 32)
-            fig = thumbnail_scatter(xy, frame, color, [SOURCE, TEXT, TAG], thumbs)
-            event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                                    key=f"exp:textmap:{key}")
-            if query:
-                st.markdown(f"**Closest in meaning to “{query}”**")
-                if len(hits):
-                    ui.image_grid(items.images[list(hits)],
-                                  [f"{frame[TEXT].iloc[i] or '(no text)'} · {frame[SOURCE].iloc[i]} · {s:.2f}"
-                                   for i, s in zip(hits, scores)], widest=8)
-                else:
-                    st.info("None of these images has a text to compare with.")
-            picked = selected_indices(event)
-            st.caption(f"{len(items)} images, {params['method']} of the sentence embeddings of their texts. "
-                       + selection_summary(frame, picked, color) + " (box or lasso on the map).")
-            if picked:
-                shown = picked[:48]
-                ui.image_grid(items.images[shown], captions(frame, shown, [TEXT, SOURCE, TAG]), widest=6)
-                if len(picked) > len(shown):
-                    st.caption(f"showing the first {len(shown)} of {len(picked)}")
+            st.info("None of these images has a text to compare with.")
+    st.caption(f"{len(items)} images, {params['method']} of the sentence embeddings of their texts. "
+               + selection_summary(frame, picked, color) + " (box or lasso on the map).")
+    show_selection(items.images, frame, picked, [TEXT, SOURCE, TAG])
 
-with cond_tab, ui.guard("Learned condition vectors"):
+
+@st.fragment
+def condition_map_tab() -> None:
+    """Learned condition vectors: a change here reruns this tab only."""
+    with ui.guard("Learned condition vectors"):
+        condition_map_body()
+
+
+def condition_map_body() -> None:
+    """The condition vectors' map, with a generated image of each combination where the gallery has one."""
     combos = known_combinations(model.checkpoint_config, gallery.labels if gallery is not None else None)
     vectors, frame = condition_points(model, combos)
     st.caption(f"What the generator learnt, not sentence embeddings: the {vectors.shape[1]}-dimensional condition "
@@ -229,16 +242,24 @@ with cond_tab, ui.guard("Learned condition vectors"):
     xy = state.projection(key, params["method"], 0, params["perplexity"], params["n_neighbors"],
                           params["min_dist"], _x=vectors.numpy())
     owner: list = [None] * len(frame)
-    thumbs = None
+    marked: list[int] = []
     if gallery is not None and combos is not None:
         k = c2.select_slider("Thumbnails on the map", THUMBNAIL_STEPS, THUMBNAIL_LIMIT, key="exp:cond:thumbs",
                              help="a generated image of the combination, at points spread over the map")
         owner = [None] * int((frame["kind"] == "value").sum()) + first_image_per_class(gallery, combos)
         with_image = [i for i, o in enumerate(owner) if o is not None]
-        thumbs = [None] * len(frame)
-        for j in spread_subset(xy[with_image], k):
-            thumbs[with_image[j]] = data_uri(gallery.images[owner[with_image[j]]], 32)
-    fig = thumbnail_scatter(xy, frame, color, ["label", "kind"], thumbs)
+        marked = [with_image[j] for j in spread_subset(xy[with_image], k)]
+
+    def build():
+        thumbs = None
+        if marked:
+            uris = state.thumbnails(f"gallery|{entry.name}|{entry.stamp}|{label}", gallery.images,
+                                    [owner[i] for i in marked])
+            thumbs = [uris[o] if o is not None else None for o in owner]
+        palette = attrs if color == "attribute" else vocab.get(color)
+        return thumbnail_scatter(xy, frame, color, ["label", "kind"], thumbs, palette_order=palette)
+
+    fig = state.figure(f"{key}|{params}|{color}|{','.join(map(str, marked))}", build)
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             key=f"exp:cond:{key}")
     picked = selected_indices(event)
@@ -249,3 +270,23 @@ with cond_tab, ui.guard("Learned condition vectors"):
             ui.image_grid(torch.stack([gallery.images[owner[i]] for i in with_images]),
                           frame["label"].iloc[with_images].tolist(), widest=8)
         st.dataframe(frame.iloc[picked][["kind", "label"]], hide_index=True, width="stretch")
+
+
+vocab = {a: list(v) for a, v in model.vocab.items()}
+image_tab, text_tab, cond_tab = st.tabs(["Image embeddings", "Text embeddings", "Learned condition vectors"])
+with image_tab:
+    if items is None or len(items) == 0:
+        no_items()
+    else:
+        image_map(items, items_key)
+with text_tab:
+    st.caption("Sentence embeddings (all-MiniLM-L6-v2, 384-d) of every image's text: the data's `text` column for "
+               "real images (their attribute values where the data has none), the condition for generated ones. "
+               "Search finds the images whose texts are closest in meaning to yours (cosine similarity).")
+    if items is None or len(items) == 0:
+        no_items()
+    else:
+        text_map(items, items_key)
+with cond_tab:
+    condition_map_tab()
+state.warm_projections()  # after the maps are drawn, so that compiling UMAP does not delay them

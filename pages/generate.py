@@ -7,7 +7,7 @@ from lwgen.app.catalog import of_kind
 from lwgen.app.command import sample_command
 from lwgen.app.conditions import describe, starting_condition, takes_text
 from lwgen.app.images import grid_png, zip_pngs
-from lwgen.app.runner import condition_of, generate_images
+from lwgen.app.runner import condition_of, estimate, generate_images
 
 entries, diffusion = ui.start_page("Generate")
 
@@ -20,7 +20,7 @@ with left:
     model = loaded.model
     combos = state.combinations(entry, model)
     st.subheader("Condition")
-    values = ui.condition_inputs(model.vocab, combos, f"gen:{entry.name}",
+    values = ui.condition_inputs(model.vocab, combos, f"gen:{entry.name}", columns=1,  # full width: long values
                                  defaults=starting_condition(model.vocab))
     weak = weak_values(entry.path, "group")
     if weak:
@@ -41,17 +41,22 @@ with left:
     else:
         st.caption("No up-scaler checkpoint found: x4 up-scaling is off.")
     go = st.button("Generate", type="primary", width="stretch")
+    expected = estimate(model, count, steps, guidance, upscaler=up_entry)
+    if expected.seconds >= ui.ESTIMATE_FROM:
+        st.caption(f"{count} images x {steps} steps: {expected.text()}.")
 
 with right:
+    ui.say_if_cancelled("gen")
     if go:
-        with ui.guard(f"Generating with {entry.name}"):
+        with ui.guard(f"Generating with {entry.name}"), ui.cancellable("gen") as cancel:
             up = ui.load_or_error(up_entry) if up_entry is not None else None
             if up_entry is None or up is not None:
                 seeds = list(range(seed, seed + count))
                 _, report = ui.progress_reporter(f"{count} images, {steps} {sampler} steps:")
                 cond = condition_of(model, values, prompt)
                 images = generate_images(model, cond, seeds, steps, sampler, guidance, report, loaded.lock,
-                                         up.model if up is not None else None)
+                                         up.model if up is not None else None, cancel=cancel,
+                                         batcher=loaded.batcher)
                 st.session_state["gen:result"] = {
                     "images": images, "seeds": seeds, "values": dict(values), "prompt": prompt,
                     "checkpoint": entry.name,
@@ -68,10 +73,10 @@ with right:
                     f"{len(images)} images, {images.shape[-1]} px")
         ui.image_grid(images, [f"seed {s}" for s in result["seeds"]])
         d1, d2 = st.columns(2)
-        d1.download_button("Download grid (PNG)", grid_png(images), "grid.png", "image/png", on_click="ignore",
-                           width="stretch")
+        d1.download_button("Download grid (PNG)", lambda: grid_png(images), "grid.png", "image/png",
+                           on_click="ignore", width="stretch")  # encoded when pressed, not on every rerun
         names = [f"seed{s:06d}.png" for s in result["seeds"]]
-        d2.download_button("Download images (zip)", zip_pngs(images, names), "images.zip", "application/zip",
-                           on_click="ignore", width="stretch")
+        d2.download_button("Download images (zip)", lambda: zip_pngs(images, names), "images.zip",
+                           "application/zip", on_click="ignore", width="stretch")
         st.caption("Reproduce on the command line:")
         st.code(result["command"], language="bash", wrap_lines=True)

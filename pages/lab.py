@@ -6,7 +6,7 @@ from lwgen.app.conditions import describe, starting_condition, takes_text
 from lwgen.app.figures import condition_map
 from lwgen.app.lab import click_grid, nearest, prompt_walk, vector_at
 from lwgen.app.runner import condition_of, generate_images, walk_images
-from lwgen.app.selection import clicked_position
+from lwgen.app.selection import clicked_position, outside_known
 from lwgen.projection import fit_plane, walk
 from lwgen.projection.interpolate import MODES
 from lwgen.projection.text import condition_points
@@ -102,7 +102,8 @@ with ui.guard("Condition map"):
         st.session_state.setdefault(axis, value)
     color = st.selectbox("Colour by", ["attribute", "kind", *attrs], key="lab:color")
     marker = st.session_state.get("lab:marker")
-    fig = condition_map(xy, frame, color, ["label"], grid, path, marker, plane.explained)
+    fig = condition_map(xy, frame, color, ["label"], grid, path, marker, plane.explained,
+                        palette_order=attrs if color == "attribute" else model.vocab.get(color))
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             key=f"lab:map:{entry.name}")
     clicked = clicked_position(event)
@@ -115,13 +116,18 @@ with ui.guard("Condition map"):
     y = c2.number_input("PC2", key="lab:y", format="%.3f")
     count = int(c3.number_input("Images", 1, 8, 4, key="lab:count"))
     pressed = c4.button("Generate here", width="stretch")
-    close = nearest(xy, (x, y), 3)
-    st.caption("Nearest known conditions: " + "; ".join(frame["label"].iloc[i] for i in close))
+    if outside_known(xy, (x, y)):
+        st.warning(f"({x:.2f}, {y:.2f}) lies outside the known conditions (PC1 {xy[:, 0].min():.2f} to "
+                   f"{xy[:, 0].max():.2f}, PC2 {xy[:, 1].min():.2f} to {xy[:, 1].max():.2f}): the model never saw "
+                   "a condition like it, so expect noise or odd images, and no known condition is near.")
+    else:
+        close = nearest(xy, (x, y), 3)
+        st.caption("Nearest known conditions: " + "; ".join(frame["label"].iloc[i] for i in close))
     if auto or pressed:
         _, report = ui.progress_reporter(f"at ({x:.2f}, {y:.2f}):")
         vec = vector_at(plane, (x, y))
         images = generate_images(model, vec, list(range(seed, seed + count)), steps, sampler, guidance, report,
-                                 loaded.lock)
+                                 loaded.lock, batcher=loaded.batcher)
         st.session_state["lab:here"] = {"images": images, "position": (x, y), "checkpoint": entry.name,
                                         "seeds": list(range(seed, seed + count))}
         st.session_state["lab:marker"] = (x, y)

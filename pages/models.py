@@ -3,12 +3,12 @@ import streamlit as st
 import torch
 
 from lwgen.app import state, ui
-from lwgen.app.cards import human_count, human_duration, metric_rows, one_per_class
+from lwgen.app.cards import GLOSSARY, human_count, human_duration, metric_rows, one_per_class
 from lwgen.app.catalog import Entry, of_kind
 from lwgen.app.figures import loss_figure
 from lwgen.app.images import resize
 from lwgen.app.navigation import require_app
-from lwgen.app.paths import display_path
+from lwgen.app.paths import SOURCE_TEXT, display_path
 from lwgen.app.runner import conditions_for, generate_images
 from lwgen.checkpoint import read_config
 from lwgen.pipeline import DEFAULT_GUIDANCE
@@ -83,11 +83,17 @@ def config_card(entry: Entry) -> None:
     metrics_table(metric_rows(cfg, entry.path))
 
 
+def glossary() -> None:
+    """One line per metric: what it measures and which way is better."""
+    with st.expander("What the metrics mean"):
+        st.markdown("\n".join(f"- **{name}** ({better} is better): {meaning}" for name, meaning, better in GLOSSARY))
+
+
 def card(entry: Entry, entries: list[Entry]) -> None:
     """One bordered card for one checkpoint folder."""
     with st.container(border=True):
         st.subheader(entry.name)
-        st.caption(f"{entry.kind} · `{display_path(entry.path)}`")
+        st.caption(f"{entry.kind} · {SOURCE_TEXT.get(entry.source, entry.source)} · `{display_path(entry.path)}`")
         if not entry.ok:
             st.error(f"Checkpoint `{entry.name}` cannot be used: {entry.error}")
             return
@@ -144,7 +150,11 @@ entries = state.catalog()
 if not entries:
     ui.no_checkpoints(None)
     st.stop()
+st.caption(f"{len(entries)} checkpoints: " + ", ".join(
+    f"{sum(e.source == src for e in entries)} {SOURCE_TEXT.get(src, src)}" for src in dict.fromkeys(
+        e.source for e in entries)) + ". `lwgen eval --checkpoint DIR --out DIR/eval.json` adds scores to a card.")
+glossary()
 ORDER = {"diffusion": 0, "upscaler": 1}
-for e in sorted(entries, key=lambda e: (ORDER.get(e.kind, 2), e.name)):
+for e in sorted(entries, key=lambda e: ORDER.get(e.kind, 2)):  # then in the catalog's order: by source, by path
     with ui.guard(f"Card of {e.name}"):
         card(e, entries)

@@ -21,7 +21,8 @@ from lwgen.training import (
 
 torch.set_num_threads(1)
 
-TINY_UNET = UNetConfig(resolution=16, in_channels=3, unshuffle=1, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
+TINY_UNET = UNetConfig(resolution=16, in_channels=3, unshuffle=1, base_channels=16, channel_mult=(1, 2),
+                       attention_levels=(1,),
                        groups=8, emb_dim=32, head_dim=16)
 SHAPE_ATTRIBUTES = ["shape", "color", "size"]
 

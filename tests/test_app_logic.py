@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 import shutil
 import zipfile
@@ -16,17 +17,41 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class, weak_values
-from lwgen.app.catalog import discover, of_kind, preferred
+from lwgen.app.catalog import discover, discover_all, of_kind, preferred
 from lwgen.app.command import sample_command
-from lwgen.app.conditions import (ANY, attribute_options, describe, known_combinations, prompt_for,
-                                  starting_condition, takes_text)
-from lwgen.app.explore import (TEXT, combine, first_image_per_class, gallery_items, item_features, match_labels,
-                               real_items, spread_subset, text_search)
+from lwgen.app.conditions import (
+    ANY,
+    attribute_options,
+    describe,
+    known_combinations,
+    prompt_for,
+    starting_condition,
+    takes_text,
+)
+from lwgen.app.explore import (
+    TEXT,
+    combine,
+    first_image_per_class,
+    gallery_items,
+    item_features,
+    match_labels,
+    real_items,
+    spread_subset,
+    text_search,
+)
 from lwgen.app.images import data_uri, grid, grid_png, png_bytes, resize, to_uint8, zip_pngs
 from lwgen.app.lab import click_grid, nearest, prompt_walk, vector_at
-from lwgen.app.paths import display_path
-from lwgen.app.runner import (condition_of, frame_steps, generate_images, noise_shape, traced_sample, turn,
-                              walk_images, x0_image)
+from lwgen.app.paths import display_path, search_roots
+from lwgen.app.runner import (
+    condition_of,
+    frame_steps,
+    generate_images,
+    noise_shape,
+    traced_sample,
+    turn,
+    walk_images,
+    x0_image,
+)
 from lwgen.app.selection import captions, clicked_position, selected_indices, selection_summary
 from lwgen.cli import build_parser, parse_values
 from lwgen.cli import main as cli_main
@@ -204,6 +229,51 @@ def test_discover_lists_good_and_broken_checkpoints(tiny_checkpoints, tmp_path):
     assert [e.name for e in diffusion] == ["emoji-cosine", "emoji-linear", "no-weights"]
     assert preferred(diffusion, "linear") == 1 and preferred(diffusion, "nothing") == 0
     assert discover(tmp_path / "missing") == []
+
+
+def copy_checkpoint(source: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(source / f, folder / f)
+    return folder
+
+
+def test_the_catalog_adds_runs_and_listed_folders_to_the_shipped_checkpoints(tiny_checkpoints, tmp_path,
+                                                                             monkeypatch):
+    from lwgen.shipped import shipped_root
+
+    work = tmp_path / "work"  # the app started from another folder: shipped ones are found beside the package
+    copy_checkpoint(tiny_checkpoints["linear"], work / "checkpoints" / "local-linear")
+    copy_checkpoint(tiny_checkpoints["cosine"], work / "runs" / "mine")  # lwgen train --out runs/mine
+    copy_checkpoint(tiny_checkpoints["cosine"], work / "runs" / "fit" / "diffusion-cosine")  # lwgen fit
+    copy_checkpoint(tiny_checkpoints["upscaler"], work / "runs" / "fit" / "upscaler")
+    copy_checkpoint(tiny_checkpoints["cosine"], work / "runs" / "tune" / "study" / "trial-0000")  # 3 levels: not
+    (work / "runs" / "fit" / "config.json").write_text(json.dumps({"lr": 0.001}))  # settings, not a checkpoint
+    one = copy_checkpoint(tiny_checkpoints["linear"], tmp_path / "one" / "emoji-linear")  # a checkpoint itself
+    many = tmp_path / "many"
+    copy_checkpoint(tiny_checkpoints["cosine"], many / "emoji-cosine")  # a folder of them; the name is shipped
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("LWGEN_RUNS", raising=False)
+    monkeypatch.delenv("LWGEN_SHIPPED", raising=False)
+    monkeypatch.setenv("LWGEN_CHECKPOINTS", os.pathsep.join([str(one), str(many), str(tmp_path / "missing")]))
+    entries = discover_all(search_roots())
+    shipped = sorted(p.parent.name for p in shipped_root().glob("*/config.json"))
+    assert {"classifier", "upscaler-x4", "emoji-cosine", "emoji-linear"} <= set(shipped)  # the repository ships them
+    by_source: dict[str, list[str]] = {}
+    for e in entries:
+        by_source.setdefault(e.source, []).append(e.name)
+    assert by_source == {"shipped": shipped, "working folder": ["local-linear"],
+                         "LWGEN_CHECKPOINTS": ["one/emoji-linear", "many/emoji-cosine"],
+                         "runs": ["runs/fit/diffusion-cosine", "runs/fit/upscaler", "runs/mine"]}
+    assert len({e.name for e in entries}) == len(entries) and all(e.ok for e in entries)
+    assert next(e for e in entries if e.name == "classifier").path == shipped_root() / "classifier"
+    assert of_kind(entries, "upscaler")[0].name == "upscaler-x4"  # the shipped up-scaler stays first
+    monkeypatch.setenv("LWGEN_SHIPPED", "0")
+    monkeypatch.setenv("LWGEN_CHECKPOINTS", "")
+    assert {e.source for e in discover_all(search_roots())} == {"working folder", "runs"}
+    monkeypatch.chdir(shipped_root().parent)  # from the repository: ./checkpoints is the shipped folder, hidden
+    monkeypatch.setenv("LWGEN_RUNS", str(work / "runs"))
+    assert [e.source for e in discover_all(search_roots())] == ["runs"] * 3
 
 
 # --- sampling -------------------------------------------------------------------------------------------

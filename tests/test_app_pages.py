@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -55,9 +56,11 @@ def make_app_checkpoints(tiny_checkpoints: dict[str, Path], root: Path, broken: 
 
 @pytest.fixture(scope="module")
 def app_env(tiny_checkpoints, shapes_dir, tmp_path_factory) -> dict[str, Path]:
-    """Environment for the app: tiny checkpoints, a private cache, the shapes data as real images."""
+    """Environment for the app: tiny checkpoints only (the shipped ones hidden, an empty runs folder), a private
+    cache, the shapes data as real images."""
     root = make_app_checkpoints(tiny_checkpoints, tmp_path_factory.mktemp("app-checkpoints"))
-    return {"LWGEN_CHECKPOINTS": root, "LWGEN_CACHE": tmp_path_factory.mktemp("app-cache"), "LWGEN_DATA": shapes_dir}
+    return {"LWGEN_CHECKPOINTS": root, "LWGEN_CACHE": tmp_path_factory.mktemp("app-cache"), "LWGEN_DATA": shapes_dir,
+            "LWGEN_SHIPPED": "0", "LWGEN_RUNS": tmp_path_factory.mktemp("app-runs")}
 
 
 def open_page(env: dict, monkeypatch, page: str | None = None) -> AppTest:
@@ -94,6 +97,10 @@ def test_generate_page(app_env, monkeypatch):
                                 + " --set shape=circle -n 3 --steps 2 --sampler dpmpp --guidance 7 --seed 0 "
                                   "--out grid.png")
     assert len(at.get("download_button")) == 2
+    assert "0 = unconditional" in at.number_input(key="gen:guidance").help
+    at.number_input(key="gen:count").set_value(64)
+    at.number_input(key="gen:steps").set_value(1000).run()
+    assert any(c.value.startswith("64 images x 1000 steps: about ") for c in at.caption)
 
 
 def test_generate_narrows_choices_and_upscales(app_env, monkeypatch):
@@ -124,6 +131,39 @@ def test_broken_checkpoint_is_an_error_message(app_env, monkeypatch):
 def test_no_checkpoints_says_how_to_train(page, app_env, monkeypatch, tmp_path):
     at = open_page({**app_env, "LWGEN_CHECKPOINTS": tmp_path}, monkeypatch, page)
     assert any("lwgen train diffusion" in c.value for c in at.code) and at.info
+    assert str(tmp_path) in at.info[0].value and f"{app_env['LWGEN_RUNS']}/` (two levels down)" in at.info[0].value
+
+
+def copy_checkpoint(source: Path, folder: Path) -> Path:
+    """A copy of a checkpoint's config and weights in folder (made with its parents)."""
+    folder.mkdir(parents=True)
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(source / f, folder / f)
+    return folder
+
+
+def test_runs_and_added_folders_are_listed_and_a_new_run_appears_on_rerun(app_env, tiny_checkpoints, monkeypatch,
+                                                                          tmp_path):
+    runs = tmp_path / "runs"
+    copy_checkpoint(tiny_checkpoints["linear"], runs / "mine")  # `lwgen train diffusion --out runs/mine`
+    extra = copy_checkpoint(tiny_checkpoints["cosine"], tmp_path / "elsewhere" / "emoji-cosine")  # a name taken
+    env = {**app_env, "LWGEN_RUNS": runs, "LWGEN_CHECKPOINTS": os.pathsep.join(
+        [str(app_env["LWGEN_CHECKPOINTS"]), str(extra)])}
+    at = open_page(env, monkeypatch)
+    names = at.selectbox(key="gen:checkpoint").options
+    assert names[:2] == ["emoji-cosine", "emoji-linear"] and "elsewhere/emoji-cosine" in names
+    assert "runs/mine" in names and "runs/fit/diffusion-cosine" not in names
+    copy_checkpoint(tiny_checkpoints["cosine"], runs / "fit" / "diffusion-cosine")  # written while the app runs
+    at.run()
+    assert not at.exception and "runs/fit/diffusion-cosine" in at.selectbox(key="gen:checkpoint").options
+    at.selectbox(key="gen:checkpoint").select("runs/fit/diffusion-cosine").run()
+    assert not at.exception and not at.error and at.selectbox(key="gen:runs/fit/diffusion-cosine:shape")
+    at.switch_page("pages/models.py").run()
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert f"diffusion · from runs/ · `{runs / 'fit' / 'diffusion-cosine'}`" in captions
+    assert f"from LWGEN_CHECKPOINTS · `{extra}`" in captions
+    assert [s.value for s in at.subheader].count("runs/fit/diffusion-cosine") == 1
 
 
 def test_compare_page(app_env, monkeypatch):
@@ -134,12 +174,15 @@ def test_compare_page(app_env, monkeypatch):
     at.number_input(key="cmp:B:steps").set_value(3)
     at.selectbox(key="cmp:B:sampler").select("ddim")
     at.run()
-    assert at.multiselect(key="cmp:frames:3").value == [1, 2, 3]
-    at.multiselect(key="cmp:frames:3").set_value([2, 3])
+    assert at.slider(key="cmp:snapshots").value == 3 and "after steps 1, 2, 3" in [c.value for c in at.caption]
+    at.slider(key="cmp:snapshots").set_value(2).run()
+    assert "after steps 2, 3" in [c.value for c in at.caption]
     click(at, "Run both")
     assert [m.label for m in at.metric] == ["Sampling time"] * 2
+    assert "under load" in at.metric[0].help and any("under load" in c.value for c in at.caption)
     assert len(at.image) == 2 + 1 + 2  # two final images; x0 after step 2 for A (2 steps), steps 2 and 3 for B
     assert any("step 3 · t=" in c for im in at.image for c in im.captions)
+    assert not [b for b in at.button if b.label == "Cancel"]  # shown only while sampling
 
 
 def test_explore_page(app_env, monkeypatch):
@@ -182,11 +225,19 @@ def test_lab_page(app_env, monkeypatch):
     click(at, "Generate here")
     assert len(at.image) == 3 + 2 and len(at.get("plotly_chart")) == 1
     assert any("PC1 = 0.500" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Nearest known conditions") for c in at.caption) and not at.warning
+    at.number_input(key="lab:x").set_value(1e4).run()  # far off the map: a warning, no neighbours
+    assert "outside the known conditions" in at.warning[0].value
+    assert not any(c.value.startswith("Nearest known conditions") for c in at.caption)
 
 
 def test_models_page(app_env, monkeypatch):
     at = open_page(app_env, monkeypatch, "models")
     assert [m.label for m in at.metric].count("Parameters") == 3  # cosine, linear, upscaler
+    assert at.expander[0].label == "What the metrics mean"
+    glossary = at.expander[0].markdown[0].value
+    assert "**fid** (lower is better)" in glossary and "**recall** (higher is better)" in glossary
+    assert any("4 checkpoints: 4 from LWGEN_CHECKPOINTS" in c.value for c in at.caption)
     assert len(at.error) == 1 and "zz-broken" in at.error[0].value
     assert len(at.get("plotly_chart")) == 3 and len(at.image) > 0  # loss curves; gallery samples of cosine
     before = len(at.image)
@@ -211,6 +262,7 @@ def test_tuning_page_explains_what_is_missing(app_env, monkeypatch, tmp_path):
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     at = open_page({**app_env, "LWGEN_TUNE_STORAGE": missing}, monkeypatch, "tuning")
     assert "does not exist yet" in at.info[0].value and "lwgen tune" in at.code[0].value
+    assert "What this page is for" in at.markdown[0].value and "runs/tune.db" in at.markdown[0].value
     assert not (tmp_path / "none.db").exists()  # looking does not create it
     import optuna
 

@@ -11,8 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from harness import markdown_table  # noqa: E402
 from recipes import ConditionalVAE, JointClass, VAETask  # noqa: E402
-from lwgen.training import TrainConfig  # noqa: E402
 from time_to_quality import time_to_match  # noqa: E402
+
+from lwgen.training import TrainConfig  # noqa: E402
 
 VOCAB = {"group": ["a", "b"], "subgroup": ["a1", "a2", "b1"]}
 

@@ -375,3 +375,31 @@ def test_cli_shapes_and_check(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "10 images of 16x16 px" in out and "shape (" in out and "color (" in out
+
+
+def test_check_reports_the_split_training_uses(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    data_cli.add_parser(parser.add_subparsers(dest="command"))
+    folder = make_shapes(tmp_path / "s", n=12, size=16, seed=0)
+    csv = folder / "annotations.csv"
+    df = pd.read_csv(csv, dtype=str)
+    df["split"] = ["train"] * 7 + ["val"] * 4 + ["test"]
+    lone = df.loc[0, "color"]
+    df.loc[df["color"] == lone, "split"] = "val"  # a colour that no training row has
+    df.to_csv(csv, index=False)
+    check = ["data", "check", "--data", str(folder), "--attributes", "shape", "color", "--size", "16", "--no-cache"]
+    args = parser.parse_args(check)
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    counts = df["split"].value_counts()
+    assert f"train split: {counts['train']} of 12 rows (what lwgen train uses by default); " in out
+    assert f"val: {counts['val']}" in out and (f"test: {counts['test']}" in out) == ("test" in counts)
+    assert f"color: 1 value has no train row (a generator never learns it): {lone}\n" in out
+    assert "12 images of 16x16 px" in out  # and the counts below are over all rows
+    args = parser.parse_args([*check, "--split", "val"])
+    assert args.func(args) == 0
+    assert f"{counts['val']} images" in (out := capsys.readouterr().out) and "only the rows with split == 'val'" in out
+    df.drop(columns="split").to_csv(csv, index=False)
+    args = parser.parse_args(check)
+    assert args.func(args) == 0
+    assert "no 'split' column: lwgen train needs --split '' and then trains on all 12 rows" in capsys.readouterr().out

@@ -4,8 +4,19 @@ import math
 import pytest
 import torch
 
-from lwgen.diffusion import (SAMPLERS, ScheduleConfig, add_noise, cosine, get_sampler, linear, loss_weight,
-                             sigmoid, spaced_timesteps, target, to_x0)
+from lwgen.diffusion import (
+    SAMPLERS,
+    ScheduleConfig,
+    add_noise,
+    cosine,
+    get_sampler,
+    linear,
+    loss_weight,
+    sigmoid,
+    spaced_timesteps,
+    target,
+    to_x0,
+)
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine", "sigmoid"])

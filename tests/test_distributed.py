@@ -6,12 +6,11 @@ import sys
 
 import pytest
 import torch
+from test_training import _train_cmd
 
 from lwgen.checkpoint import load_checkpoint, module_state
 from lwgen.cli import main
 from lwgen.training.distributed import Dist, backend_for, from_env, rank_batch, state_digest
-
-from test_training import _train_cmd
 
 
 def test_rank_slices_partition_the_single_process_draw():

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_app_pages import make_app_checkpoints, make_tiny_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ PAGES = [
     ("models", "models", None, "[data-testid='stImage'] img"),
     ("tuning", "tuning", None, ".js-plotly-plot"),
 ]
-MENU = ["Generate", "Compare", "Explore", "Embedding lab", "Models", "Tuning"]
+MENU = ["Generate", "Compare", "Explore", "Embedding lab", "Models", "Tuning", "Train"]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)")
@@ -46,7 +45,8 @@ def free_port() -> int:
 def server(tiny_checkpoints, shapes_dir, tmp_path_factory):
     """A `streamlit run app.py` process on a free port; yields its URL."""
     checkpoints = os.environ.get("LWGEN_E2E_CHECKPOINTS")
-    env = dict(os.environ, LWGEN_CACHE=str(tmp_path_factory.mktemp("e2e-cache")), OMP_NUM_THREADS="1")
+    env = dict(os.environ, LWGEN_CACHE=str(tmp_path_factory.mktemp("e2e-cache")), OMP_NUM_THREADS="1",
+               LWGEN_SHIPPED="0", LWGEN_RUNS=str(tmp_path_factory.mktemp("e2e-runs")))  # only the checkpoints below
     if checkpoints:
         env["LWGEN_CHECKPOINTS"] = str(Path(checkpoints).resolve())
     else:
@@ -157,4 +157,42 @@ def test_every_page_renders_and_generates(server, browser, tmp_path):
         page.screenshot(path=str(folder / f"{name}.png"))
         page.set_viewport_size({"width": 1440, "height": 1000})
         assert (folder / f"{name}.png").stat().st_size > 10_000
+    page.close()
+
+
+def set_number(page, label: str, value: int) -> None:
+    """Type into the number input with this label and wait for the rerun."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    settle(page)
+
+
+def test_generate_shows_an_estimate_and_can_be_cancelled(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(server)
+    page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
+    settle(page)
+    set_number(page, "Images", 64)
+    set_number(page, "Steps", 1000)
+    page.get_by_text("64 images x 1000 steps: about").wait_for(timeout=10_000)  # before pressing Generate
+    page.get_by_role("button", name="Generate", exact=True).click()
+    cancel = page.get_by_role("button", name="Cancel")
+    cancel.wait_for(timeout=30_000)
+    page.get_by_text("step ").first.wait_for(timeout=30_000)  # sampling has started
+    started = time.monotonic()
+    cancel.click()
+    page.get_by_text("Cancelled: that run's images were dropped").wait_for(timeout=30_000)
+    settle(page)
+    assert time.monotonic() - started < 30
+    assert page.get_by_role("button", name="Cancel").count() == 0
+    assert page.locator("[data-testid='stImage'] img").count() == 0  # nothing from the cancelled run
+    assert page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count() == 0
+    set_number(page, "Steps", 2)  # the page is usable again: a short run gives its images
+    set_number(page, "Images", 2)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("seed 1", exact=True).wait_for(timeout=60_000)
+    settle(page)
+    assert page.locator("[data-testid='stImage'] img").count() == 2
+    assert page.get_by_text("Cancelled: that run's images were dropped").count() == 0
     page.close()

@@ -11,8 +11,14 @@ import torch
 from lwgen.checkpoint import CheckpointError, read_config
 from lwgen.cli import main
 from lwgen.data import ImageTable
-from lwgen.evaluation import (Classifier, ClassifierConfig, evaluate_autoencoder, evaluate_generator, evaluate_upscaler,
-                              train_classifier)
+from lwgen.evaluation import (
+    Classifier,
+    ClassifierConfig,
+    evaluate_autoencoder,
+    evaluate_generator,
+    evaluate_upscaler,
+    train_classifier,
+)
 from lwgen.evaluation.augment import AugmentConfig, augment, gaussian_blur
 from lwgen.evaluation.conditions import condition_rows
 from lwgen.evaluation.evaluate import generator_labels
@@ -341,3 +347,111 @@ def test_a_subgroup_implies_its_group():
     table.extra.loc[10, "group"] = "a"  # y in groups c and a
     assert implied(table, "subgroup", ["group"], share=0.8) == {"group": dict(zip("uvwxzq", "aabbca"))}
     assert implied(table, "subgroup", ["group"], share=0.9) == {}
+
+
+# --- which classifier scores what --------------------------------------------------------------------------
+def copy_folder(source: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for f in ("config.json", "model.safetensors"):
+        (folder / f).write_bytes((source / f).read_bytes())
+    return folder
+
+
+def test_vocabulary_mismatch_names_the_attribute_and_values():
+    from lwgen.evaluation.evaluate import vocabulary_mismatch
+
+    gen = {"shape": ["circle", "square"], "size": ["big"]}
+    assert vocabulary_mismatch(gen, {"shape": ["circle", "square", "star"], "color": ["red"]}) is None
+    why = vocabulary_mismatch(gen, {"shape": ["circle", "star"]})
+    assert "attribute 'shape'" in why and "square" in why and "circle, star" in why
+    why = vocabulary_mismatch(gen, {"group": ["animals"]})
+    assert "no attribute in common" in why and "shape, size" in why and "group" in why
+
+
+def test_classifier_defaults_look_inside_beside_then_shipped(tmp_path, monkeypatch):
+    from lwgen.evaluation.cli import classifier_candidates, pick_classifier
+    from lwgen.shipped import shipped_root
+
+    checkpoint = tmp_path / "runs" / "mine" / "diffusion-cosine"
+    monkeypatch.delenv("LWGEN_SHIPPED", raising=False)
+    assert classifier_candidates(checkpoint) == [checkpoint / "classifier", checkpoint.parent / "classifier",
+                                                 shipped_root() / "classifier"]
+    emoji = read_config(shipped_root() / "emoji-cosine")  # the shipped generator's vocabulary fits the shipped one
+    assert pick_classifier(checkpoint, emoji, None) == shipped_root() / "classifier"
+    monkeypatch.chdir(tmp_path)  # wherever lwgen runs from
+    assert pick_classifier(checkpoint, emoji, None) == shipped_root() / "classifier"
+    monkeypatch.setenv("LWGEN_SHIPPED", "0")
+    assert classifier_candidates(checkpoint) == [checkpoint / "classifier", checkpoint.parent / "classifier"]
+    assert pick_classifier(checkpoint, emoji, None, required=False) is None
+
+
+def test_cli_eval_finds_the_classifier_beside_the_checkpoint_and_refuses_one_that_does_not_fit(
+        tiny_checkpoints, tiny_classifier, shapes_dir, tmp_path, capsys, monkeypatch):
+    from lwgen.shipped import shipped_root
+
+    monkeypatch.delenv("LWGEN_SHIPPED", raising=False)
+    run = tmp_path / "runs" / "mine"  # as `lwgen fit` writes it
+    checkpoint = copy_folder(tiny_checkpoints["linear"], run / "diffusion-linear")
+    common = ["--data", str(shapes_dir), "--load-size", "32", "--no-progress", "--threads", "1", "--n", "4",
+              "--steps", "1", "--batch", "4"]
+    assert main(["eval", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "no.json"), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"no classifier fits {checkpoint}" in err and f"{run / 'classifier'}: no classifier there" in err
+    assert f"{shipped_root() / 'classifier'}: no attribute in common" in err  # the shipped one scores emoji
+    assert (f"lwgen eval train-classifier --data {shapes_dir} --attributes shape color size --out "
+            f"{run / 'classifier'}\n" in err)
+    assert f"lwgen eval --checkpoint {checkpoint} --classifier {run / 'classifier'}" in err
+    assert not (tmp_path / "no.json").exists()
+
+    copy_folder(tiny_classifier, run / "classifier")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--out", str(out), *common]) == 0
+    result = json.loads(out.read_text())
+    assert result["classifier"] == str(run / "classifier") and result["shape_top1"] is not None
+
+    other = copy_folder(tiny_classifier, tmp_path / "other")  # a classifier that never saw one of the shapes
+    config = json.loads((other / "config.json").read_text())
+    dropped = config["vocab"]["shape"].pop()
+    (other / "config.json").write_text(json.dumps(config))
+    assert main(["eval", "--checkpoint", str(checkpoint), "--classifier", str(other), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"--classifier {other} cannot score" in err and "attribute 'shape'" in err and dropped in err
+    assert f"--out {checkpoint / 'classifier'}\n" in err  # the folder beside it is taken: inside the checkpoint
+
+
+def test_columns_mismatch_names_the_csv_columns(shapes_dir):
+    from lwgen.evaluation.evaluate import columns_mismatch
+
+    table = ImageTable.load(shapes_dir, [], size=32, split="val", progress=False)
+    assert columns_mismatch({"shape": ["circle"]}, table) is None
+    why = columns_mismatch({"group": ["animals"], "style": ["flat"]}, table)
+    assert "none of the classifier's attributes (group, style)" in why and "shape" in why
+
+
+def test_train_classifier_refuses_the_shipped_folder_and_guesses_no_attributes(shapes_dir, tmp_path, capsys):
+    from lwgen.evaluation.train import DEFAULT_ATTRIBUTES, default_attributes
+    from lwgen.shipped import shipped_root
+
+    budget = ["--steps", "1", "--minutes", "0", "--no-progress"]
+    target = shipped_root() / "classifier-test"
+    assert main(["eval", "train-classifier", "--data", str(shapes_dir), "--out", str(target), "--attributes",
+                 "shape", *budget]) == 2
+    assert "inside the shipped checkpoints folder" in capsys.readouterr().err and not target.exists()
+    assert main(["eval", "train-classifier", "--data", str(shapes_dir), "--out", str(shipped_root() / "classifier"),
+                 *budget]) == 2
+    assert "--force" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --out is required
+        main(["eval", "train-classifier", "--data", str(shapes_dir), *budget])
+    assert "--out" in capsys.readouterr().err
+    assert main(["eval", "train-classifier", "--data", str(shapes_dir), "--out", str(tmp_path / "c"), *budget]) == 2
+    err = capsys.readouterr().err
+    assert "give --attributes" in err and "shape, color, size, split" in err and not (tmp_path / "c").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("")
+    assert main(["eval", "train-classifier", "--data", str(shapes_dir), "--out", str(tmp_path / "full"),
+                 "--attributes", "shape", *budget]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    emoji = tmp_path / "emoji"
+    emoji.mkdir()
+    (emoji / "annotations.csv").write_text("file,name,group,subgroup,style,skin_tone,hexcode,split\n")
+    assert default_attributes(emoji) == list(DEFAULT_ATTRIBUTES)

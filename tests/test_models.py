@@ -3,17 +3,30 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lwgen.models import (NULL, AttributeEmbedder, Autoencoder, AutoencoderConfig, EmbedderConfig, reconstruction_loss, UNet, UNetConfig, Upscaler, UpscalerConfig,
-                          count_parameters, forward_gmacs)
-from lwgen.pipeline import ConditionError, DiffusionModel
 from lwgen.diffusion import ScheduleConfig
+from lwgen.models import (
+    NULL,
+    AttributeEmbedder,
+    Autoencoder,
+    AutoencoderConfig,
+    EmbedderConfig,
+    UNet,
+    UNetConfig,
+    Upscaler,
+    UpscalerConfig,
+    count_parameters,
+    forward_gmacs,
+    reconstruction_loss,
+)
+from lwgen.pipeline import ConditionError, DiffusionModel
 
 
 @pytest.mark.parametrize("cfg", [
     UNetConfig(resolution=16, base_channels=16, channel_mult=(1, 2), attention_levels=(1,), emb_dim=32, groups=8),
-    UNetConfig(resolution=32, in_channels=3, unshuffle=2, base_channels=16, channel_mult=(1, 2, 2), attention_levels=(2,),
-               emb_dim=32, groups=8, cond_dim=8),
-    UNetConfig(resolution=64, in_channels=3, unshuffle=4, base_channels=16, channel_mult=(1, 2), attention_levels=(), emb_dim=32),
+    UNetConfig(resolution=32, in_channels=3, unshuffle=2, base_channels=16, channel_mult=(1, 2, 2),
+               attention_levels=(2,), emb_dim=32, groups=8, cond_dim=8),
+    UNetConfig(resolution=64, in_channels=3, unshuffle=4, base_channels=16, channel_mult=(1, 2), attention_levels=(),
+               emb_dim=32),
 ])
 def test_unet_keeps_the_input_shape(cfg):
     net = UNet(cfg)
@@ -32,7 +45,8 @@ def test_default_unet_is_light():
     net = UNet(UNetConfig())
     r = net.config.resolution
     assert count_parameters(net) <= 5_000_000
-    gmac = forward_gmacs(net, torch.zeros(1, net.config.in_channels, r, r), torch.zeros(1), torch.zeros(1, net.config.cond_dim))
+    gmac = forward_gmacs(net, torch.zeros(1, net.config.in_channels, r, r), torch.zeros(1),
+                         torch.zeros(1, net.config.cond_dim))
     # a diffusers UNet2DModel of the original's 93 M parameters costs 15.3 GMAC at 64 px (benchmarks/peer.py)
     assert gmac < 15.3 / 50, "well over an order of magnitude below the original design"
 
@@ -70,8 +84,9 @@ def test_embedder_null_and_sum():
 
 
 def _model():
-    return DiffusionModel(UNetConfig(resolution=16, in_channels=3, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
-                                     emb_dim=32, groups=8), ScheduleConfig("linear"),
+    unet = UNetConfig(resolution=16, in_channels=3, base_channels=16, channel_mult=(1, 2), attention_levels=(1,),
+                      emb_dim=32, groups=8)
+    return DiffusionModel(unet, ScheduleConfig("linear"),
                           {"shape": ["circle", "square"], "color": ["red", "blue"]}, cond_dim=16)
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import types
-import shutil
 
 import numpy as np
 import pytest

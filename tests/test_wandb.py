@@ -5,10 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from test_training import _train_cmd
 
 from lwgen.cli import main
-
-from test_training import _train_cmd
 
 
 def test_wandb_flag_without_the_package_says_how_to_install(monkeypatch, tmp_path):

@@ -96,6 +96,26 @@ def metric_rows(config: dict[str, Any], folder: str | Path | None = None) -> lis
     return rows
 
 
+# (metric, what it measures, which way is better): the Models page's glossary of the scores `lwgen eval` writes
+GLOSSARY: list[tuple[str, str, str]] = [
+    ("fid", ("Fréchet distance between the domain classifier's features of samples and of real held-out images "
+             "(not Inception features: compare only with other lwgen scores on the same classifier)"), "lower"),
+    ("kid", "kernel distance on the same features; unbiased for small sets, kid_std is its spread over subsets",
+     "lower"),
+    ("precision", "share of samples that land among real images in feature space: realism", "higher"),
+    ("recall", "share of real images that samples come near: variety", "higher"),
+    ("<attribute>_top1 / _top5", ("how often the classifier's first (first five) guesses for a sample hold the value "
+                                  "it was asked for; real_<attribute>_top1 is the same on real images, the ceiling"),
+     "higher"),
+    ("steering", ("given one attribute alone: how much more alike samples of one value are than samples of one seed "
+                  "(above 0 the condition decides more than the seed); steering_ratio compares it with real "
+                  "images, 1 = as distinct as real ones"), "higher"),
+    ("images_per_s", "images generated (or up-scaled) per second on the machine that scored it", "higher"),
+    ("psnr / ssim", "up-scaler: closeness to the original 256 px image; gain_db is the PSNR gain over bicubic",
+     "higher"),
+]
+
+
 def weak_values(folder: str | Path, attribute: str, ratio: float = 0.75) -> dict[str, tuple[float, float]]:
     """Values of `attribute` whose samples, given that value alone, the classifier recognises less than `ratio`
     times as often as real images of it ({value: (sample top-1, real top-1)}), from eval-ATTRIBUTE.json."""

@@ -1,7 +1,7 @@
 """Plotly figures for the pages: thumbnail scatters, the condition map and loss curves."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,19 +13,21 @@ THUMBNAIL_LIMIT = 200  # default number of points drawn as images; markers beyon
 THUMBNAIL_STEPS = (0, 50, 100, 200, 300, 500)
 
 
-def category_colors(values: Sequence[str]) -> dict[str, str]:
-    """A colour per distinct value, in order of first appearance, cycling through 48 colours."""
-    out: dict[str, str] = {}
-    for v in values:
-        if v not in out:
-            out[v] = PALETTE[len(out) % len(PALETTE)]
-    return out
+def category_colors(values: Sequence[str], order: Sequence[str] | None = None) -> dict[str, str]:
+    """A colour per distinct value of 48, cycling: by the value's index in `order` (a model's vocabulary, so a value
+    keeps its colour on every map and gallery), the other values after those in sorted order."""
+    known = {v: i for i, v in enumerate(order or ())}
+    rest = {v: len(known) + i for i, v in enumerate(sorted({v for v in values if v not in known}))}
+    return {v: PALETTE[(known[v] if v in known else rest[v]) % len(PALETTE)] for v in dict.fromkeys(values)}
 
 
 def _hover(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     """One hover text per row: "column: value" lines."""
     cols = [c for c in columns if c in frame.columns]
-    return ["<br>".join(f"{c}: {row[c]}" for c in cols) for _, row in frame[cols].iterrows()]
+    if not cols:
+        return [""] * len(frame)
+    values = zip(*(frame[c].astype(str).tolist() for c in cols))
+    return ["<br>".join(f"{c}: {v}" for c, v in zip(cols, row)) for row in values]
 
 
 def _spans(xy: np.ndarray) -> tuple[float, float]:
@@ -38,15 +40,16 @@ def _spans(xy: np.ndarray) -> tuple[float, float]:
 
 def thumbnail_scatter(xy: np.ndarray, frame: pd.DataFrame, color: str, hover: list[str],
                       thumbs: Sequence[str | None] | None = None, height: int = 640, title: str = "",
-                      thumb_fraction: float = 0.045) -> go.Figure:
+                      thumb_fraction: float = 0.045, palette_order: Sequence[str] | None = None) -> go.Figure:
     """Scatter of items coloured by a column; customdata is the item index (for selections).
 
     Points with a thumbnail (a data URI in thumbs) show their image as a layout image framed by an open
-    square in their colour; the others are plain markers.
+    square in their colour; the others are plain markers. Colours follow palette_order (see category_colors);
+    the legend lists the most frequent values first.
     """
     values = frame[color].astype(str).tolist() if color in frame.columns else ["all"] * len(frame)
     order = pd.Series(values).value_counts().index.tolist()
-    colors = category_colors(order)
+    colors = category_colors(order, palette_order)
     text = _hover(frame, hover)
     has = [bool(thumbs[i]) if thumbs is not None else False for i in range(len(values))]
     fig = go.Figure()
@@ -75,14 +78,15 @@ def thumbnail_scatter(xy: np.ndarray, frame: pd.DataFrame, color: str, hover: li
 
 def condition_map(xy: np.ndarray, frame: pd.DataFrame, color: str, hover: list[str], grid: np.ndarray,
                   path: np.ndarray | None = None, marker: tuple[float, float] | None = None,
-                  explained: Sequence[float] = (), height: int = 560) -> go.Figure:
+                  explained: Sequence[float] = (), height: int = 560,
+                  palette_order: Sequence[str] | None = None) -> go.Figure:
     """PCA map of condition vectors over a faint grid of clickable positions, with an optional walk and marker."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=grid[:, 0], y=grid[:, 1], mode="markers", name="click anywhere", hoverinfo="none",
                              marker={"size": 20, "symbol": "square", "color": "rgba(120,120,120,0.05)"},
                              showlegend=False))
     values = frame[color].astype(str).tolist()
-    colors = category_colors(pd.Series(values).value_counts().index.tolist())
+    colors = category_colors(pd.Series(values).value_counts().index.tolist(), palette_order)
     text = _hover(frame, hover)
     for value in colors:
         idx = [i for i, v in enumerate(values) if v == value]

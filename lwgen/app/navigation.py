@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import streamlit as st
 
@@ -23,7 +23,7 @@ def navigation_run(title: str) -> Iterator[None]:
         _RUN.active = False
 
 
-def _under_apptest() -> bool:
+def under_apptest() -> bool:
     """Whether this run is streamlit.testing's AppTest (its sessions carry a fixed id)."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -37,7 +37,7 @@ def require_app() -> None:
     Streamlit treats a folder named pages/ as a legacy multipage app until st.navigation is first called, so
     the very first visitor of /explore would get the page without app.py's layout and menu.
     """
-    if getattr(_RUN, "active", False) or _under_apptest():
+    if getattr(_RUN, "active", False) or under_apptest():
         return  # AppTest restarts the legacy mode on every run: a rerun there would drop the simulated clicks
     try:
         from streamlit.runtime.pages_manager import PagesManager

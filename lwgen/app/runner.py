@@ -1,11 +1,15 @@
-"""Sampling for the pages: one condition to many seeds, traced single samples, walks; with progress and a lock."""
+"""Sampling for the pages: one condition to many seeds, traced single samples, walks; with progress, a lock,
+cancelling, time estimates, and the requests of several sessions for one model merged into one batch."""
 from __future__ import annotations
 
 import threading
 import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -40,38 +44,290 @@ def _check(steps: int, guidance: float, seeds: list[int]) -> None:
         limits.check("seed", s, "seed")
 
 
-def step_reporter(progress: Progress | None, start: float = 0.0, span: float = 1.0,
-                  label: str = "") -> Callable[[dict], None] | None:
-    """A sampler callback mapping step i of n to progress start + span * (i + 1) / n."""
-    if progress is None:
+class Cancelled(Exception):
+    """Raised inside a sampling loop when its cancel event is set; the images of that run are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled")
+
+
+def step_reporter(progress: Progress | None, start: float = 0.0, span: float = 1.0, label: str = "",
+                  cancel: threading.Event | None = None) -> Callable[[dict], None] | None:
+    """A sampler callback mapping step i of n to progress start + span * (i + 1) / n; raises Cancelled after a
+    step once `cancel` is set."""
+    if progress is None and cancel is None:
         return None
 
     def report(info: dict) -> None:
-        progress(start + span * (info["i"] + 1) / info["n"], f"{label}step {info['i'] + 1} / {info['n']}")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        if progress is not None:
+            progress(start + span * (info["i"] + 1) / info["n"], f"{label}step {info['i'] + 1} / {info['n']}")
 
     return report
 
 
+# --- time estimates -------------------------------------------------------------------------------------
+GUESS_SECONDS_PER_STEP = 0.06  # before a model's first run: per sampler step, plus per U-Net sample below
+GUESS_SECONDS_PER_PARAMETER_PIXEL = 7e-12  # x parameters x (U-Net side)^2 per U-Net sample and step: about 1.5x
+# what emoji-cosine's U-Net (4.4 M parameters, 16 px latents) took on one core: 16 guided images 0.22 s a step
+
+
+@dataclass
+class StepTimes:
+    """Measured sampling times of one model in this process: (U-Net samples per step, seconds per step)."""
+
+    runs: deque = field(default_factory=lambda: deque(maxlen=8))
+
+    def add(self, samples: int, steps: int, seconds: float) -> None:
+        if samples > 0 and steps > 0 and seconds > 0:
+            self.runs.append((float(samples), seconds / steps))
+
+    def per_step(self, samples: int) -> float | None:
+        """Seconds per sampler step for this many U-Net samples: a line a + b * samples through the runs (both
+        >= 0), proportional to samples when every run had one size; None before the first run."""
+        if not self.runs:
+            return None
+        xs = torch.tensor([r[0] for r in self.runs], dtype=torch.float64)
+        ys = torch.tensor([r[1] for r in self.runs], dtype=torch.float64)
+        if float(xs.max() - xs.min()) < 1:
+            return float((ys / xs).mean()) * samples
+        b = float(((xs - xs.mean()) * (ys - ys.mean())).sum() / ((xs - xs.mean()) ** 2).sum())
+        b = max(b, 0.0)
+        a = max(float(ys.mean()) - b * float(xs.mean()), 0.0)
+        return a + b * samples
+
+
+_TIMES: weakref.WeakKeyDictionary[Any, StepTimes] = weakref.WeakKeyDictionary()
+_TIMES_LOCK = threading.Lock()
+
+
+def step_times(model: Any) -> StepTimes:
+    """The process-wide step times of a model (kept as long as the model is)."""
+    with _TIMES_LOCK:
+        if model not in _TIMES:
+            _TIMES[model] = StepTimes()
+        return _TIMES[model]
+
+
+def unet_samples(count: int, guidance: float) -> int:
+    """U-Net samples per sampler step: guidance other than 1 runs each image twice (with and without the
+    condition)."""
+    return count * (1 if float(guidance) == 1.0 else 2)
+
+
+def guessed_step_seconds(model: Any, samples: int) -> float:
+    """A conservative guess of one sampler step's seconds from the U-Net's parameters and side."""
+    unet = getattr(model, "unet", None)
+    if unet is None:
+        return GUESS_SECONDS_PER_STEP + 0.01 * samples
+    params = sum(p.numel() for p in unet.parameters())
+    side = unet.config.resolution
+    return GUESS_SECONDS_PER_STEP + GUESS_SECONDS_PER_PARAMETER_PIXEL * params * side * side * samples
+
+
+@dataclass
+class Estimate:
+    """Expected seconds of a sampling run, and whether they come from measured runs of this model."""
+
+    seconds: float
+    measured: bool
+
+    def text(self) -> str:
+        """"about 12 s (measured here)" or "about 2 min (a rough guess until the first run)"."""
+        s = self.seconds
+        size = f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+        return f"about {size} " + ("(from the runs so far)" if self.measured else "(a rough guess until the first run)")
+
+
+def estimate(model: Any, count: int, steps: int, guidance: float, upscaler: Any = None) -> Estimate:
+    """Expected seconds to sample `count` images in `steps` steps (in batches of 64), from this process's runs
+    of the model, else from its size."""
+    batches = [min(64, count - start) for start in range(0, count, 64)]
+    measured = step_times(model).per_step(1) is not None
+    total = 0.0
+    for n in batches:
+        per = step_times(model).per_step(unet_samples(n, guidance)) if measured else None
+        total += steps * (per if per is not None else guessed_step_seconds(model, unet_samples(n, guidance)))
+    if upscaler is not None:
+        total += 0.05 * count
+    return Estimate(total, measured)
+
+
+WAITING = "waiting for another session to finish generating..."
+
+
+@dataclass
+class _Request:
+    """One generate call waiting for the batch it joins."""
+
+    cond: torch.Tensor  # (B, D)
+    seeds: list[int]
+    key: tuple[int, str, float]  # steps, sampler, guidance: requests merge only when these agree
+    done: threading.Event = field(default_factory=threading.Event)
+    images: torch.Tensor | None = None  # [-1, 1] (B, 3, R, R)
+    error: BaseException | None = None
+    fraction: float = 0.0
+    message: str = ""
+    cancelled: bool = False
+
+
+class Batcher:
+    """Merges the generate calls that reach one model within `window` seconds (same steps, sampler and guidance)
+    into one batch, so sessions share each U-Net pass instead of queueing one after another.
+
+    Image i still depends only on its seed and condition: a merged batch gives the images of separate calls.
+    One worker thread samples; the callers wait in their own threads, where their progress callbacks run.
+    """
+
+    def __init__(self, model: Any, lock: threading.Lock | None = None, window: float = 0.03, limit: int = 64):
+        self.model, self.lock, self.window, self.limit = model, lock, window, limit
+        self._queue: list[_Request] = []
+        self._cv = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._busy = False
+        self.batches: list[int] = []  # requests per sampled batch, most recent last (for tests and benchmarks)
+
+    def generate(self, cond: torch.Tensor, seeds: list[int], steps: int, sampler: str, guidance: float,
+                 progress: Progress | None = None, cancel: threading.Event | None = None,
+                 poll: float = 0.05) -> torch.Tensor:
+        """cond (1 or B, D) -> images in [-1, 1] (B, 3, R, R), sampled together with the calls of other threads."""
+        cond = cond.expand(len(seeds), -1) if cond.shape[0] == 1 else cond
+        req = _Request(cond, [int(s) for s in seeds], (int(steps), str(sampler), float(guidance)))
+        with self._cv:
+            if self._busy:
+                req.message = WAITING
+            self._queue.append(req)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="lwgen-batcher", daemon=True)
+                self._worker.start()
+            self._cv.notify()
+        shown = ("", 0.0)
+        try:
+            while not req.done.wait(poll):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                now = (req.message, req.fraction)
+                if progress is not None and now[0] and now != shown:
+                    shown = now
+                    progress(now[1], now[0])
+        except BaseException:
+            req.cancelled = True  # the batch drops it, and stops when no request is left
+            raise
+        if req.error is not None:
+            raise req.error
+        return req.images
+
+    def _run(self) -> None:
+        """The worker: wait for a request, let others join for `window` seconds, sample them as one batch."""
+        while True:
+            with self._cv:
+                if not self._queue:
+                    self._cv.wait(30.0)
+                if not self._queue:
+                    self._worker = None  # idle: the next request starts a new worker
+                    return
+            time.sleep(self.window)
+            with turn(self.lock, lambda f, m: self._tell_queued(m)):
+                with self._cv:
+                    batch = self._take()
+                    self._busy = True
+                try:
+                    if batch:
+                        self._sample(batch)
+                finally:
+                    with self._cv:
+                        self._busy = False
+
+    def _tell_queued(self, message: str) -> None:
+        with self._cv:
+            for r in self._queue:
+                r.message = message
+
+    def _take(self) -> list[_Request]:
+        """The first live request and the later ones with its settings, up to `limit` images; cancelled ones go."""
+        self._queue = [r for r in self._queue if not r.cancelled]
+        if not self._queue:
+            return []
+        key, taken, rest, images = self._queue[0].key, [], [], 0
+        for r in self._queue:
+            if r.key == key and (not taken or images + len(r.seeds) <= self.limit):
+                taken.append(r)
+                images += len(r.seeds)
+            else:
+                rest.append(r)
+        self._queue = rest
+        return taken
+
+    def _sample(self, batch: list[_Request]) -> None:
+        steps, sampler, guidance = batch[0].key
+        cond = torch.cat([r.cond for r in batch])
+        seeds = [s for r in batch for s in r.seeds]
+        n = len(seeds)
+        others = len(batch) - 1
+        shared = f" · in one batch with {others} other request{'s' * (others > 1)}" if others else ""
+        self.batches.append(len(batch))
+        try:
+            out = []
+            for start in range(0, n, self.limit):
+                stop = min(n, start + self.limit)
+
+                def report(info: dict, start: int = start, stop: int = stop) -> None:
+                    if all(r.cancelled for r in batch):
+                        raise Cancelled()
+                    fraction = (start + (stop - start) * (info["i"] + 1) / info["n"]) / n
+                    for r in batch:
+                        r.fraction, r.message = fraction, f"step {info['i'] + 1} / {info['n']}{shared}"
+
+                t0 = time.perf_counter()
+                out.append(self.model.generate(cond[start:stop], seeds[start:stop], steps=steps, sampler=sampler,
+                                               guidance=guidance, callback=report))
+                step_times(self.model).add(unet_samples(stop - start, guidance), steps, time.perf_counter() - t0)
+            images = torch.cat(out)
+            at = 0
+            for r in batch:
+                r.images = images[at:at + len(r.seeds)]
+                at += len(r.seeds)
+        except Exception as e:  # noqa: BLE001 - handed to every caller of the batch
+            for r in batch:
+                r.error = e
+        finally:
+            for r in batch:
+                r.done.set()
+
+
 def generate_images(model: Any, cond: torch.Tensor, seeds: list[int], steps: int, sampler: str, guidance: float,
                     progress: Progress | None = None, lock: threading.Lock | None = None,
-                    upscaler: Any = None, batch: int = 64) -> torch.Tensor:
-    """cond (1 or B, D) -> uint8 images (B, 3, R, R) (x4 when upscaler is given); image i depends on seeds[i] only."""
+                    upscaler: Any = None, batch: int = 64, cancel: threading.Event | None = None,
+                    batcher: Batcher | None = None) -> torch.Tensor:
+    """cond (1 or B, D) -> uint8 images (B, 3, R, R) (x4 when upscaler is given); image i depends on seeds[i] only.
+
+    With a batcher, the call joins the batches of other sessions (the batcher holds the lock while sampling);
+    setting `cancel` stops sampling after the current step with Cancelled.
+    """
     _check(steps, guidance, seeds)
     cond = cond.expand(len(seeds), -1) if cond.shape[0] == 1 else cond
     n = len(seeds)
-    out = []
     share = 0.9 if upscaler is not None else 1.0
-    with turn(lock, progress):
-        for start in range(0, n, batch):
-            stop = min(n, start + batch)
-            report = step_reporter(progress, share * start / n, share * (stop - start) / n,
-                                   f"images {start + 1}-{stop} of {n}: ")
-            out.append(model.generate(cond[start:stop], seeds[start:stop], steps=steps, sampler=sampler,
-                                      guidance=guidance, callback=report))
+    if batcher is not None:
+        scaled = (lambda f, m: progress(share * f, m)) if progress is not None else None
+        images = batcher.generate(cond, seeds, steps, sampler, guidance, scaled, cancel)
+    else:
+        out = []
+        with turn(lock, progress):
+            for start in range(0, n, batch):
+                stop = min(n, start + batch)
+                report = step_reporter(progress, share * start / n, share * (stop - start) / n,
+                                       f"images {start + 1}-{stop} of {n}: ", cancel)
+                t0 = time.perf_counter()
+                out.append(model.generate(cond[start:stop], seeds[start:stop], steps=steps, sampler=sampler,
+                                          guidance=guidance, callback=report))
+                step_times(model).add(unet_samples(stop - start, guidance), steps, time.perf_counter() - t0)
         images = torch.cat(out)
-        if upscaler is not None:
-            if progress is not None:
-                progress(share, "up-scaling x4...")
+    if upscaler is not None:
+        if progress is not None:
+            progress(share, "up-scaling x4...")
+        with turn(lock, progress):
             images = upscaler.upscale(images)
     if progress is not None:
         progress(1.0, "done")
@@ -133,14 +389,15 @@ class Trace:
 
 def traced_sample(model: Any, cond: torch.Tensor, seed: int, steps: int, sampler: str, guidance: float,
                   keep: list[int], progress: Progress | None = None, lock: threading.Lock | None = None,
-                  label: str = "") -> Trace:
+                  label: str = "", cancel: threading.Event | None = None) -> Trace:
     """Sample one image from cond (1, D) and the seed's noise, keeping the x0 prediction at the steps in keep.
 
-    The time covers the sampling only; decoding the kept x0 predictions is not counted.
+    The time covers the sampling only; decoding the kept x0 predictions is not counted. Setting `cancel` stops
+    after the current step with Cancelled.
     """
     _check(steps, guidance, [seed])
     kept: list[tuple[int, int, torch.Tensor]] = []
-    report = step_reporter(progress, label=label)
+    report = step_reporter(progress, label=label, cancel=cancel)
     wanted = set(keep)
 
     def callback(info: dict) -> None:
@@ -153,6 +410,7 @@ def traced_sample(model: Any, cond: torch.Tensor, seed: int, steps: int, sampler
         t0 = time.perf_counter()
         image = model.generate(cond, [seed], steps=steps, sampler=sampler, guidance=guidance, callback=callback)
         seconds = time.perf_counter() - t0
+        step_times(model).add(unet_samples(1, guidance), steps, seconds)
         frames = []
         for i, t, x0 in kept:
             shown = x0_image(model, x0)

@@ -1,8 +1,10 @@
 """Plotly selection events -> the items they select, and the 2-D position a click or box points at."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -80,3 +82,15 @@ def clicked_position(event: Any) -> tuple[float, float] | None:
         if len(xs) and len(xs) == len(ys):
             return sum(map(float, xs)) / len(xs), sum(map(float, ys)) / len(ys)
     return None
+
+
+def outside_known(xy: np.ndarray, position: tuple[float, float], margin: float = 0.15) -> bool:
+    """Whether a position lies outside the box of the known points widened by `margin` of its size per side (the
+    click grid's area): there the nearest known points say little about what the position means."""
+    xy = np.asarray(xy, np.float64)
+    if len(xy) == 0:
+        return True
+    lo, hi = xy.min(0), xy.max(0)
+    pad = np.maximum((hi - lo) * margin, 1e-3)
+    p = np.asarray(position, np.float64)
+    return bool(((p < lo - pad) | (p > hi + pad)).any())

@@ -13,25 +13,34 @@ from ..pipeline import load_model
 from ..projection.combinations import default_classes
 from ..projection.features import load_classifier
 from ..projection.gallery import GALLERY, Gallery, load_gallery, weights_hash
-from ..projection.reduce import project
+from ..projection.reduce import project, warm_umap
 from ..projection.text import text_embeddings
 from .cards import model_summary
-from .catalog import Entry, discover
+from .catalog import Entry, discover_all
 from .explore import Items, real_items
-from .paths import cache_root, checkpoints_root
+from .images import data_uri
+from .paths import cache_root, search_roots
+from .runner import Batcher
 
 
 @dataclass
 class Loaded:
-    """A loaded checkpoint and the lock that serialises sampling on it (the CPU cores are shared)."""
+    """A loaded checkpoint, the lock that serialises sampling on it (the CPU cores are shared) and, for a
+    generator, the batcher that merges the Generate requests of all sessions into shared batches."""
 
     model: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    batcher: Batcher | None = None
+
+    def __post_init__(self) -> None:
+        if self.batcher is None and hasattr(self.model, "noise_shape"):
+            self.batcher = Batcher(self.model, self.lock)
 
 
 def catalog() -> list[Entry]:
-    """The checkpoint folders under the checkpoints root, rescanned on every run (cheap: config files only)."""
-    return discover(checkpoints_root())
+    """The checkpoint folders of every searched place (shipped, $LWGEN_CHECKPOINTS, ./runs), rescanned on every run
+    so a checkpoint written while the app runs appears on the next rerun (cheap: config files only)."""
+    return discover_all(search_roots())
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading checkpoint...")
@@ -119,7 +128,7 @@ def real(root: str, attributes: tuple[str, ...], size: int, limit: int) -> Items
     return real_items(root, list(attributes), size, limit)
 
 
-@st.cache_resource(max_entries=8, show_spinner="Computing classifier features...")
+@st.cache_resource(max_entries=8, show_spinner="Computing image features...")
 def features_cached(key: str, _compute: Any) -> np.ndarray:
     """Features computed once per key (the key names checkpoint, gallery, data and feature kind)."""
     return _compute()
@@ -136,6 +145,47 @@ def projection(key: str, method: str, seed: int, perplexity: float, n_neighbors:
                _x: np.ndarray) -> np.ndarray:
     """project() memoised by a key naming the features plus the projection parameters."""
     return project(_x, method, seed=seed, perplexity=perplexity, n_neighbors=n_neighbors, min_dist=min_dist)
+
+
+THUMBNAIL_SIZE = 32  # px of the images drawn on the Explore maps
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _thumbnail_store(key: str) -> dict[int, str]:
+    return {}
+
+
+def thumbnails(key: str, images: Any, indices: Any) -> list[str | None]:
+    """One entry per image: a WEBP data URI for the given indices, None elsewhere. Each URI is encoded once per
+    process per key (the key names the image set), so redrawing a map re-encodes nothing."""
+    store = _thumbnail_store(key)
+    out: list[str | None] = [None] * len(images)
+    for i in map(int, indices):
+        if i not in store:
+            store[i] = data_uri(images[i], THUMBNAIL_SIZE, "WEBP")
+        out[i] = store[i]
+    return out
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def figure(key: str, _build: Any) -> Any:
+    """A plotly figure built once per key (the key names the points, the colouring and the thumbnails); the
+    pages must not change the returned figure."""
+    return _build()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_projections() -> Any:
+    return warm_umap()
+
+
+def warm_projections() -> None:
+    """Start importing and compiling UMAP in the background, once per process, so the first UMAP map waits less;
+    not under streamlit.testing, whose runs would only spend CPU on it."""
+    from .navigation import under_apptest
+
+    if not under_apptest():
+        _warm_projections()
 
 
 @st.cache_resource(max_entries=16, show_spinner="Measuring the model...")

@@ -1,8 +1,10 @@
 """Streamlit widgets shared by the pages: checkpoint pickers, condition inputs, progress, image grids, errors."""
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import streamlit as st
 import torch
@@ -13,7 +15,8 @@ from .catalog import Entry, of_kind, preferred
 from .conditions import ANY, attribute_options
 from .images import columns_for, to_numpy
 from .navigation import require_app
-from .paths import TRAIN_HINT, checkpoints_root, display_path
+from .paths import TRAIN_HINT, display_path, searched_text
+from .runner import Cancelled
 from .state import Loaded, catalog, load
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
@@ -31,7 +34,8 @@ def guard(what: str) -> Iterator[None]:
 
 
 def start_page(title: str, caption: str = "") -> tuple[list[Entry], list[Entry]]:
-    """Title a page and list (all, diffusion) checkpoints; with no diffusion checkpoint, show how to get one and stop."""
+    """Title a page and list (all, diffusion) checkpoints; with no diffusion checkpoint, show how to get one and
+    stop."""
     require_app()
     st.title(title)
     if caption:
@@ -46,9 +50,8 @@ def start_page(title: str, caption: str = "") -> tuple[list[Entry], list[Entry]]
 
 def no_checkpoints(kind: str | None = "diffusion") -> None:
     """Explain where checkpoints go and how to train one."""
-    root = display_path(checkpoints_root())
-    st.info(f"No {kind + ' ' if kind else ''}checkpoint found in `{root}/` (each checkpoint is a folder with "
-            f"`config.json` and `model.safetensors`; set `LWGEN_CHECKPOINTS` to look elsewhere). Train one with:")
+    st.info(f"No {kind + ' ' if kind else ''}checkpoint found in {searched_text()} (each checkpoint is a folder "
+            f"with `config.json` and `model.safetensors`; `LWGEN_CHECKPOINTS` adds folders). Train one with:")
     st.code(TRAIN_HINT, language="bash")
 
 
@@ -114,10 +117,66 @@ def sampling_inputs(key: str, steps: int = 20, guidance: float = DEFAULT_GUIDANC
     c1, c2, c3 = st.columns([4, 3, 3])
     sampler = c1.selectbox("Sampler", SAMPLERS, key=f"{key}:sampler", help=SAMPLER_HELP)
     n = c2.number_input("Steps", 1, 1000, steps, key=f"{key}:steps")
-    g = c3.number_input("Guidance", 0.0, 20.0, guidance, 0.5, key=f"{key}:guidance",
-                        help="classifier-free guidance scale; 1 = none, higher = closer to the condition; 0 ignores the "
-                             "condition altogether")
+    g = c3.number_input("Guidance", 0.0, 20.0, guidance, 0.5, key=f"{key}:guidance", help=GUIDANCE_HELP)
     return sampler, int(n), float(g)
+
+
+GUIDANCE_HELP = ("classifier-free guidance scale. 0 = unconditional: the condition (attributes and prompt) is "
+                 "ignored; 1 = the condition without guidance; higher = follows the condition more strongly "
+                 "(each step then runs the network twice)")
+ESTIMATE_FROM = 3.0  # seconds: a time estimate is shown beside work expected to take at least this long
+CANCELLED = ("Cancelled: that run's images were dropped (pressing Cancel, or changing a setting while it ran, "
+             "stops sampling after the current step).")
+
+
+_CANCEL: dict[tuple[str, str], threading.Event] = {}  # (session id, page key) -> the event its Cancel sets
+_CANCEL_LOCK = threading.Lock()
+
+
+def cancel_event(key: str) -> threading.Event:
+    """This session's cancel event for a page (kept outside st.session_state, which must stay copyable)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    with _CANCEL_LOCK:
+        return _CANCEL.setdefault((getattr(ctx, "session_id", ""), key), threading.Event())
+
+
+def _press_cancel(key: str) -> None:
+    cancel_event(key).set()
+
+
+@contextmanager
+def cancellable(key: str) -> Iterator[threading.Event]:
+    """Long work with a Cancel button above it; yields the event to pass on, which is set when Cancel is pressed.
+
+    Pressing Cancel (or any widget) restarts the page, which interrupts the work at its next progress report;
+    the work must also stop with Cancelled once the event is set. The next run then says "cancelled"
+    (say_if_cancelled). The button disappears when the work ends.
+    """
+    cancel = cancel_event(key)
+    cancel.clear()
+    slot = st.empty()
+    slot.button("Cancel", key=f"{key}:cancel", icon=":material/stop_circle:", on_click=_press_cancel, args=(key,),
+                help="stop after the current sampler step")
+    st.session_state[f"{key}:running"] = True
+    try:
+        yield cancel
+    except Cancelled:
+        st.warning(CANCELLED)
+    except Exception:
+        st.session_state.pop(f"{key}:running", None)
+        slot.empty()
+        raise
+    # a Streamlit rerun (a BaseException) skips this and leaves the flag for the next run to report
+    st.session_state.pop(f"{key}:running", None)
+    slot.empty()
+
+
+def say_if_cancelled(key: str) -> None:
+    """Say "cancelled" when the previous run of this page stopped inside cancellable(key)."""
+    if st.session_state.pop(f"{key}:running", False):
+        st.warning(CANCELLED)
 
 
 def progress_reporter(text: str = "Generating...") -> tuple[Any, Callable[[float, str], None]]:

@@ -6,12 +6,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import torch
+
 from .dataset import ImageTable
+from .emoji import build_emoji
 from .images import DataError
+from .synthetic import make_shapes
 
 SHOWN_PER_REASON = 20
-from .emoji import build_emoji
-from .synthetic import make_shapes
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -87,6 +89,32 @@ def bad_rows_report(skipped: list[dict], per_reason: int = SHOWN_PER_REASON) -> 
     return lines
 
 
+def split_report(table: ImageTable, train: str = "train") -> list[str]:
+    """Lines saying which of the usable rows `lwgen train` trains on (its default --split train) and which it holds
+    out, with the attribute values that no training row has."""
+    n = len(table)
+    if "split" not in table.extra.columns:
+        return [f"no 'split' column: lwgen train needs --split '' and then trains on all {n:,} rows"]
+    split = table.extra["split"].astype(str)
+    counts = split.value_counts()
+    if train not in counts:
+        present = ", ".join(f"{v!r} {c:,}" for v, c in counts.items())
+        return [f"no rows with split == {train!r} (split values: {present}): lwgen train needs --split VALUE, "
+                f"or --split '' for all {n:,} rows"]
+    others = "; ".join(f"{v}: {c:,}" for v, c in counts.items() if v != train)
+    lines = [f"{train} split: {counts[train]:,} of {n:,} rows (what lwgen train uses by default)"
+             + (f"; {others}" if others else "")]
+    mask = torch.from_numpy((split == train).to_numpy().copy())
+    for j, a in enumerate(table.attributes):
+        seen = set(table.labels[mask, j].tolist())
+        missing = [v for i, v in enumerate(table.vocab[a]) if i not in seen]
+        if missing:
+            lines.append(f"  {a}: {len(missing)} value{'s have' if len(missing) > 1 else ' has'} no {train} row "
+                         "(a generator never learns it): "
+                         + ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+    return lines
+
+
 def run_check(args: argparse.Namespace) -> int:
     """Load a data folder; print counts per attribute value and every bad row grouped by reason (non-zero exit
     when there are bad rows and no --skip-bad)."""
@@ -100,6 +128,10 @@ def run_check(args: argparse.Namespace) -> int:
             print("\n".join(bad_rows_report(skipped, args.max_rows)), file=sys.stderr)
         raise
     print(f"{len(table)} images of {args.size}x{args.size} px from {table.root}")
+    if args.split is None:
+        print("\n".join(split_report(table)))
+    else:
+        print(f"only the rows with split == {args.split!r} (--split)")
     for j, a in enumerate(table.attributes):
         counts = table.labels[:, j].bincount(minlength=len(table.vocab[a])).tolist()
         print(f"{a} ({len(table.vocab[a])} values):")

@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -179,7 +180,7 @@ class ImageTable:
         split: str | None = None,
         workers: int = 2,
         report: bool = True,
-    ) -> "ImageTable":
+    ) -> ImageTable:
         """Load images (size x size, uint8) and labels for the given attribute columns of root/csv.
 
         With `skip_bad`, unusable rows are listed in `skipped` (and, with `report`, in .lwgen-cache/skipped.csv);
@@ -224,7 +225,7 @@ class ImageTable:
         """Number of kept rows."""
         return len(self.files)
 
-    def subset(self, mask_or_indices: Any) -> "ImageTable":
+    def subset(self, mask_or_indices: Any) -> ImageTable:
         """Return the rows selected by a boolean mask or integer indices, with the same vocab."""
         idx = _as_indices(mask_or_indices, len(self))
         pick = idx.tolist()

@@ -156,6 +156,11 @@ def downsample(x: torch.Tensor, factor: int, chunk: int = 256) -> torch.Tensor:
     return out[0] if x.dim() == 3 else out
 
 
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [-1, 1], what every network takes (to_uint8 is the inverse)."""
+    return images.float() / 127.5 - 1.0
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] -> uint8, rounded as torchvision's save_image does (x * 255 + 0.5, clamped)."""
     return ((images.float() + 1) / 2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)

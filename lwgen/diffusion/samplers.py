@@ -7,7 +7,7 @@ stochastic samplers and an optional ``callback(info)`` called after every step w
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -17,7 +17,7 @@ from ..checkpoint import (
     module_state,
     save_checkpoint,
 )
-from ..data import downsample
+from ..data import downsample, to_float
 
 KIND = "classifier"
 
@@ -121,7 +121,7 @@ class Classifier(nn.Module):
         feats, logits = [], {a: [] for a in self.attributes}
         try:
             for chunk in images.split(batch):
-                x = chunk.float() / 127.5 - 1.0 if chunk.dtype == torch.uint8 else chunk
+                x = to_float(chunk) if chunk.dtype == torch.uint8 else chunk
                 f, lg = self(self.prepare(x))
                 feats.append(f.float())
                 for a in self.attributes:
@@ -138,7 +138,7 @@ class Classifier(nn.Module):
                 "feature_dim": self.config.feature_dim}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], source: str = "config") -> "Classifier":
+    def from_config(cls, config: dict[str, Any], source: str = "config") -> Classifier:
         if config.get("kind") != KIND:
             raise CheckpointError(f"{source}: not a classifier checkpoint (kind={config.get('kind')!r})")
         try:
@@ -150,7 +150,7 @@ class Classifier(nn.Module):
             raise CheckpointError(f"{source}: invalid classifier architecture in config.json ({e})") from None
 
     @classmethod
-    def from_checkpoint(cls, folder: str | Path) -> "Classifier":
+    def from_checkpoint(cls, folder: str | Path) -> Classifier:
         """Load a classifier folder (model.safetensors + config.json) in float32, eval mode."""
         config, tensors = load_checkpoint(Path(folder))
         model = cls.from_config(config, str(folder))

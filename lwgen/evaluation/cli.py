@@ -9,9 +9,13 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CheckpointError, read_config, write_json
+from ..checkpoint import CONFIG, CheckpointError, read_config, write_json
 from ..data import DataError, ImageTable
+from ..diffusion.samplers import SAMPLERS
 from ..pipeline import DEFAULT_GUIDANCE
+from ..shipped import PACKAGE_ROOT, inside_shipped, shipped_enabled, shipped_root
+
+CLASSIFIER = "classifier"  # the folder name `lwgen eval` looks for inside and beside a checkpoint
 
 EPILOG = """commands:
   lwgen eval --checkpoint DIR [options]      score any lwgen checkpoint (kind read from config.json)
@@ -31,16 +35,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path,
                    help="checkpoint folder to score: diffusion, up-scaler, autoencoder or classifier")
-    p.add_argument("--classifier", type=Path, default=Path("checkpoints/classifier"),
-                   help="domain classifier checkpoint (default: checkpoints/classifier)")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="domain classifier checkpoint (default: the first whose attributes and values fit the "
+                        "checkpoint of CHECKPOINT/classifier, a classifier folder beside CHECKPOINT, and the shipped "
+                        "checkpoints/classifier of the lwgen package)")
     p.add_argument("--data", type=Path, default=None,
-                   help="image folder with the annotation CSV (default: the folder the classifier was trained on)")
+                   help="image folder with the annotation CSV (default: the folder the checkpoint, else the "
+                        "classifier, was trained on)")
     p.add_argument("--csv", default="annotations.csv", help="annotation CSV, relative to --data or absolute")
     p.add_argument("--split", default="val", help="rows of this split are the real reference (default: val)")
     p.add_argument("--load-size", type=int, default=256, help="real images are loaded at this size (default: 256)")
     p.add_argument("--n", type=int, default=2000, help="images to generate / up-scale (default: 2000)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
-    p.add_argument("--sampler", default="dpmpp", choices=("dpmpp", "ddim", "ddpm"))
+    p.add_argument("--sampler", default="dpmpp", choices=tuple(SAMPLERS),
+                   help="sampler: DPM-Solver++(2M), DDIM or DDPM")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance scale (default: {DEFAULT_GUIDANCE:g})")
     p.add_argument("--condition", default="rows",
@@ -76,9 +84,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data", required=True, type=Path,
                    help="image folder with the annotation CSV (needs a split column)")
-    t.add_argument("--out", type=Path, default=Path("checkpoints/classifier"), help="checkpoint folder to write")
+    t.add_argument("--out", required=True, type=Path,
+                   help="checkpoint folder to write, e.g. runs/NAME/classifier beside the generator it scores")
+    t.add_argument("--force", action="store_true",
+                   help="replace a checkpoint in a non-empty --out, also inside the shipped checkpoints folder")
     t.add_argument("--csv", default="annotations.csv", help="annotation CSV, relative to --data or absolute")
-    t.add_argument("--attributes", nargs="+", default=list(DEFAULT_ATTRIBUTES), help="CSV columns, one head each")
+    t.add_argument("--attributes", nargs="+", default=None,
+                   help=f"CSV columns, one head each (default: {' '.join(DEFAULT_ATTRIBUTES)} when the CSV has them "
+                        "all, as the emoji data does; else required)")
     t.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
     t.add_argument("--steps", type=int, default=0, help="step budget instead of (or as well as) --minutes")
     t.add_argument("--batch", type=int, default=64)
@@ -101,12 +114,14 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     """Train, score on val and save the classifier checkpoint."""
     from .augment import AugmentConfig
     from .classifier import ClassifierConfig
-    from .train import train_classifier
+    from .train import check_out, default_attributes, train_classifier
 
     if args.steps <= 0 and args.minutes <= 0:
         raise ValueError("give a budget: --minutes M or --steps N")
+    check_out(args.out, args.force)
+    attributes = args.attributes or default_attributes(args.data, args.csv)
     arch = ClassifierConfig(image_size=args.image_size, widths=tuple(args.widths), blocks=tuple(args.blocks))
-    config = train_classifier(args.data, args.out, attributes=args.attributes, minutes=args.minutes,
+    config = train_classifier(args.data, args.out, attributes=attributes, minutes=args.minutes, force=args.force,
                               steps=args.steps, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                               architecture=arch, load_size=args.load_size, csv=args.csv, bf16=not args.fp32,
                               seed=args.seed, threads=args.threads, progress=not args.no_progress,
@@ -119,13 +134,94 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_folder(args: argparse.Namespace, classifier_config: dict[str, Any] | None) -> Path:
+def _data_folder(args: argparse.Namespace, *configs: dict[str, Any] | None) -> Path:
+    """--data, else the first existing data folder that one of the configs names (the checkpoint's, the
+    classifier's)."""
     if args.data is not None:
         return args.data
-    folder = (classifier_config or {}).get("data", {}).get("folder")
-    if folder and Path(folder).is_dir():
-        return Path(folder)
-    raise DataError("give --data (the image folder with the annotation CSV); the classifier does not name one")
+    for config in configs:
+        folder = ((config or {}).get("data") or {}).get("folder")
+        for place in (Path(folder), PACKAGE_ROOT / folder) if folder else ():  # as written, else beside the package
+            if place.is_dir():
+                return place
+    raise DataError("give --data (the image folder with the annotation CSV); neither the checkpoint nor the "
+                    "classifier names one that exists here")
+
+
+def classifier_candidates(checkpoint: Path) -> list[Path]:
+    """Where `lwgen eval` looks for a classifier when --classifier is not given, in order: inside the checkpoint,
+    beside it (runs/NAME/classifier, as `lwgen fit` writes it) and the shipped one (unless LWGEN_SHIPPED=0)."""
+    places = [checkpoint / CLASSIFIER, checkpoint.parent / CLASSIFIER]
+    if shipped_enabled():
+        places.append(shipped_root() / CLASSIFIER)
+    out: list[Path] = []
+    for p in places:
+        if p.resolve() != checkpoint.resolve() and all(p.resolve() != q.resolve() for q in out):
+            out.append(p)
+    return out
+
+
+def train_hint(checkpoint: Path, config: dict[str, Any], data: Path | None = None, csv: str | None = None) -> str:
+    """The exact commands that train a classifier for this checkpoint's data (--data, else the data it was trained
+    on) and score the checkpoint with it."""
+    trained_on = config.get("data") or {}
+    attributes = list(config.get("vocab") or {}) or list(config.get("attributes") or []) or ["COLUMN", "..."]
+    out = checkpoint.parent / CLASSIFIER  # shared by the generators beside it (one data set, one classifier)
+    if out.exists():  # taken (by a classifier of other data): inside the checkpoint, where it is looked for first
+        out = checkpoint / CLASSIFIER
+    if inside_shipped(out):
+        out = Path("runs") / f"{checkpoint.name}-{CLASSIFIER}"
+    csv = csv or trained_on.get("csv")
+    command = (f"lwgen eval train-classifier --data {data or trained_on.get('folder') or 'DATA'} "
+               + (f"--csv {csv} " if csv and csv != "annotations.csv" else "")
+               + f"--attributes {' '.join(attributes)} --out {out}")
+    return f"Train one with:\n  {command}\nthen score with:\n  lwgen eval --checkpoint {checkpoint} --classifier {out}"
+
+
+def _unfit(classifier: Path, vocab: dict[str, list[str]]) -> str | None:
+    """Why the classifier folder cannot score a checkpoint of this vocabulary (None when it can)."""
+    if not (classifier / CONFIG).is_file():
+        return "no classifier there"
+    try:
+        config = read_config(classifier)
+    except CheckpointError as e:
+        return str(e)
+    if config.get("kind") != CLASSIFIER:
+        return f"a {config.get('kind')!r} checkpoint, not a classifier"
+    from .evaluate import vocabulary_mismatch
+
+    return vocabulary_mismatch(vocab, config.get("vocab") or {}) if vocab else None
+
+
+def pick_classifier(checkpoint: Path, config: dict[str, Any], given: Path | None, required: bool = True,
+                    data: Path | None = None, csv: str | None = None) -> Path | None:
+    """--classifier when given and fit for the checkpoint, else the first fit candidate; an error naming what did
+    not fit (and the command that trains one) when none does, or None when not required."""
+    vocab = config.get("vocab") or {}
+    if given is not None:
+        why = _unfit(given, vocab)
+        if why is not None:
+            raise DataError(f"--classifier {given} cannot score {checkpoint}: {why}.\n"
+                            f"{train_hint(checkpoint, config, data, csv)}")
+        return given
+    tried = []
+    for place in classifier_candidates(checkpoint):
+        why = _unfit(place, vocab)
+        if why is None:
+            return place
+        tried.append(f"  {place}: {why}")
+    if not required:
+        return None
+    raise DataError(f"no classifier fits {checkpoint}; looked at:\n" + "\n".join(tried) + "\n"
+                    + train_hint(checkpoint, config, data, csv))
+
+
+def _check_columns(classifier: Any, table: ImageTable, checkpoint: Path, config: dict[str, Any], csv: str) -> None:
+    from .evaluate import columns_mismatch
+
+    why = columns_mismatch(classifier.vocab, table)
+    if why is not None:
+        raise DataError(f"{why}.\n{train_hint(checkpoint, config, table.root, csv)}")
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -153,6 +249,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..pipeline import load_model
     from .classifier import Classifier
     from .evaluate import (
+        columns_mismatch,
         evaluate_autoencoder,
         evaluate_classifier,
         evaluate_generator,
@@ -176,27 +273,37 @@ def run_eval(args: argparse.Namespace) -> int:
         return _report(args, kind, evaluate_classifier(classifier, table), t0)
     model = load_model(args.checkpoint)
     if kind == "autoencoder":
-        classifier = Classifier.from_checkpoint(args.classifier) if args.classifier.is_dir() else None
-        table = ImageTable.load(_data_folder(args, classifier.checkpoint_config if classifier else config), [],
+        path = pick_classifier(args.checkpoint, config, args.classifier, False, args.data, args.csv)
+        classifier = Classifier.from_checkpoint(path) if path is not None else None
+        table = ImageTable.load(_data_folder(args, config, classifier.checkpoint_config if classifier else None), [],
                                 size=args.load_size, csv=args.csv, split=args.split, progress=progress)
+        if classifier is not None and args.classifier is None and columns_mismatch(classifier.vocab, table):
+            print(f"note: the classifier {path} was trained on other data ({columns_mismatch(classifier.vocab, table)}"
+                  f"): reconstruction scores only, no fid / kid / accuracy")
+            classifier = None
+        elif classifier is not None:  # given by --classifier: it must fit
+            _check_columns(classifier, table, args.checkpoint, config, args.csv)
         # the side it was trained at (`lwgen train autoencoder --size`), else the classifier's input side
         side = int(config.get("size") or (classifier.config.image_size if classifier else 64))
         result = evaluate_autoencoder(model, table, side, classifier, batch=args.batch, bf16=not args.fp32,
                                       progress=progress, cache=not args.no_cache, seed=args.seed)
         if classifier is not None:
-            result["classifier"] = str(args.classifier)
+            result["classifier"] = str(path)
     elif kind == "diffusion":
-        classifier = Classifier.from_checkpoint(args.classifier)
-        table = ImageTable.load(_data_folder(args, classifier.checkpoint_config), [], size=args.load_size,
+        path = pick_classifier(args.checkpoint, config, args.classifier, True, args.data, args.csv)
+        classifier = Classifier.from_checkpoint(path)
+        table = ImageTable.load(_data_folder(args, classifier.checkpoint_config, config), [], size=args.load_size,
                                 csv=args.csv, split=args.split, progress=progress)
+        _check_columns(classifier, table, args.checkpoint, config, args.csv)
         result = evaluate_generator(model, classifier, table, n=args.n, steps=args.steps, sampler=args.sampler,
                                     guidance=args.guidance, batch=args.batch, seed=args.seed, progress=progress,
                                     bf16=not args.fp32, cache=not args.no_cache, condition=args.condition,
                                     prompt_column=args.prompt_column)
-        result["classifier"] = str(args.classifier)
+        result["classifier"] = str(path)
     elif kind == "upscaler":
-        classifier_config = read_config(args.classifier) if args.data is None and args.classifier.is_dir() else None
-        table = ImageTable.load(_data_folder(args, classifier_config), [], size=args.load_size, csv=args.csv,
+        path = None if args.data is not None else pick_classifier(args.checkpoint, {}, args.classifier, required=False)
+        classifier_config = read_config(path) if path is not None else None  # only to find the data folder
+        table = ImageTable.load(_data_folder(args, config, classifier_config), [], size=args.load_size, csv=args.csv,
                                 split=args.split, progress=progress)
         result = evaluate_upscaler(model, table, n=args.n, batch=min(args.batch, 16), seed=args.seed,
                                    bf16=not args.fp32, progress=progress)

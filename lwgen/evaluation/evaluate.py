@@ -21,6 +21,37 @@ from .conditions import ROWS, build, per_value_top1, real_steering, row_values, 
 from .metrics import fid, kid, precision_recall, psnr, quantize, ssim, topk_accuracy
 
 
+def _some(values: list[str], limit: int = 8) -> str:
+    """'a, b, c' (the first `limit`, then how many more)."""
+    shown = ", ".join(values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def vocabulary_mismatch(generator: dict[str, list[str]], classifier: dict[str, list[str]]) -> str | None:
+    """Why a classifier cannot score a generator's samples: no attribute in common, or values of a shared attribute
+    that the classifier never learnt; None when it can (attributes only one side has are left unscored)."""
+    shared = [a for a in generator if a in classifier]
+    if not shared:
+        return (f"no attribute in common (the generator's: {_some(list(generator))}; the classifier's: "
+                f"{_some(list(classifier))})")
+    for a in shared:
+        known = set(classifier[a])
+        missing = [v for v in generator[a] if v not in known]
+        if missing:
+            return (f"attribute '{a}': the generator's values {_some(missing)} are not among the classifier's "
+                    f"{len(classifier[a])} ({_some(list(classifier[a]))})")
+    return None
+
+
+def columns_mismatch(classifier: dict[str, list[str]], table: ImageTable) -> str | None:
+    """Why a classifier cannot score a data folder: none of its attributes is a column of the CSV; else None."""
+    columns = [str(c) for c in table.extra.columns]
+    if any(a in columns for a in classifier):
+        return None
+    return (f"{table.root}: the CSV has none of the classifier's attributes ({_some(list(classifier))}); its columns "
+            f"are {_some(columns)}")
+
+
 def generator_labels(model: DiffusionModel, values: list[dict[str, str]]) -> tuple[torch.Tensor, dict[str, int]]:
     """Labels (n, A) via model.encode; values the model does not know stay free (counted per attribute)."""
     dropped = {a: 0 for a in model.attributes}
@@ -107,8 +138,8 @@ def _accuracies(classifier: Classifier, logits: dict[str, torch.Tensor], targets
 
 @torch.no_grad()
 def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table: ImageTable, n: int = 2000,
-                       steps: int = 20, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE, batch: int = 64, seed: int = 0,
-                       progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
+                       steps: int = 20, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE, batch: int = 64,
+                       seed: int = 0, progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
                        condition: str = ROWS, prompt_column: str | None = None) -> dict[str, Any]:
     """Generate n images and compare them with the real (val) images.
 
@@ -168,9 +199,9 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     head = classifier.attributes[0]
     result[f"per_{head}"] = {
         name: {"sample_top1": acc, "real_top1": real_acc}
-        for (name, acc), real_acc in zip(per_value_top1(fake_logits[head], targets[:, 0], classifier.vocab[head]).items(),
-                                         per_value_top1(real_logits[head], real_targets[:, 0],
-                                                        classifier.vocab[head]).values())
+        for (name, acc), real_acc in zip(
+            per_value_top1(fake_logits[head], targets[:, 0], classifier.vocab[head]).items(),
+            per_value_top1(real_logits[head], real_targets[:, 0], classifier.vocab[head]).values())
         if acc is not None or real_acc is not None}
     if cond.value_ids and len(cond.value_names) > 1:
         ours = steering(fake_feats, cond.value_ids, cond.seeds)

@@ -4,16 +4,19 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataError, ImageTable, class_balanced_weights
+from ..data.annotations import read_csv, resolve_csv
 from ..models import count_parameters
 from ..precision import autocast
+from ..shipped import inside_shipped, shipped_root
 from ..training import TrainConfig, Trainer
 from .augment import AugmentConfig, augment
 from .classifier import Classifier, ClassifierConfig, resize_to
@@ -22,6 +25,31 @@ from .metrics import topk_accuracy
 DEFAULT_ATTRIBUTES = ("group", "subgroup", "style", "skin_tone")
 RECORDED = ("batch", "lr", "weight_decay", "warmup", "min_lr_ratio", "steps", "minutes", "grad_clip", "bf16", "seed",
             "threads")  # the TrainConfig fields that apply to the classifier
+
+
+def default_attributes(data: str | Path, csv: str = "annotations.csv") -> list[str]:
+    """The emoji columns when the CSV has them all; else an error listing the CSV's columns to choose from."""
+    path = resolve_csv(Path(data), csv)
+    columns = [str(c) for c in read_csv(path).columns]
+    if all(a in columns for a in DEFAULT_ATTRIBUTES):
+        return list(DEFAULT_ATTRIBUTES)
+    choices = [c for c in columns if c not in ("file", "split")]
+    raise DataError(f"annotation CSV {path}: give --attributes, the columns the classifier predicts (the columns "
+                    f"the generator was trained on), e.g. --attributes {' '.join(choices[:4]) or 'COLUMN'}; "
+                    f"its columns are {', '.join(columns)}")
+
+
+def check_out(out: str | Path, force: bool = False) -> None:
+    """Refuse, without force, an `out` inside the shipped checkpoints folder or one that is not empty."""
+    out = Path(out)
+    if force:
+        return
+    if inside_shipped(out):
+        raise ValueError(f"--out {out} is inside the shipped checkpoints folder {shipped_root()}: write the classifier "
+                         f"elsewhere (e.g. runs/NAME/classifier, beside the generator it scores), or pass --force to "
+                         f"replace a shipped one")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} is not empty: pass --force to replace it, or choose another folder")
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -112,11 +140,13 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
                      augment_config: AugmentConfig | None = None, load_size: int = 256, csv: str = "annotations.csv",
                      train_split: str = "train", val_split: str = "val", bf16: bool = True, seed: int = 0,
                      threads: int = 1, work: str | Path | None = None, progress: bool = True,
-                     balance_power: float = 0.0) -> dict[str, Any]:
+                     balance_power: float = 0.0, force: bool = False) -> dict[str, Any]:
     """Train on the train split, score top-1/top-5 on the val split, save an fp16 checkpoint; returns its config.
 
     `balance_power` > 0 draws images with weight (class count) ** -power of the first attribute, so rare classes
-    are seen more often (0 = uniform)."""
+    are seen more often (0 = uniform). Without `force`, a non-empty `out` or one inside the shipped checkpoints
+    folder is refused before any work."""
+    check_out(out, force)
     if threads > 0:
         torch.set_num_threads(threads)
     arch = architecture or ClassifierConfig()
@@ -149,7 +179,8 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
         "accuracy": {val_split: val_acc, f"{val_split}_{arch.image_size // 2}px": val_half},
         "data": {"folder": str(data), "csv": csv, "load_size": load_size, "train_split": train_split,
                  "val_split": val_split, "train_images": len(train), "val_images": len(val)},
-        "train": {**{k: summary["train"][k] for k in RECORDED}, "augment": dataclasses.asdict(aug), "label_smoothing": task.label_smoothing,
+        "train": {**{k: summary["train"][k] for k in RECORDED}, "augment": dataclasses.asdict(aug),
+                  "label_smoothing": task.label_smoothing,
                   "balance_power": balance_power,
                   "weights": "raw (not EMA); BatchNorm statistics re-estimated on clean train images"},
         "progress": {k: summary["progress"][k] for k in ("step", "images_seen", "wall_time_s")},

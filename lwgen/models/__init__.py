@@ -5,5 +5,5 @@ from .stats import count_parameters, forward_gmacs
 from .unet import UNet, UNetConfig
 from .upscaler import Upscaler, UpscalerConfig
 
-__all__ = ["Autoencoder", "AutoencoderConfig", "reconstruction_loss", "NULL", "AttributeEmbedder", "EmbedderConfig", "count_parameters", "forward_gmacs", "UNet",
-           "UNetConfig", "Upscaler", "UpscalerConfig"]
+__all__ = ["Autoencoder", "AutoencoderConfig", "reconstruction_loss", "NULL", "AttributeEmbedder", "EmbedderConfig",
+           "count_parameters", "forward_gmacs", "UNet", "UNetConfig", "Upscaler", "UpscalerConfig"]

@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--checkpoint", required=True, type=Path, help="diffusion checkpoint folder")
     p.add_argument("--per-class", type=int, default=2, help="images per class (attribute combination)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
-    p.add_argument("--sampler", default="dpmpp", choices=tuple(SAMPLERS), help="sampler: DPM-Solver++(2M), DDIM or DDPM")
+    p.add_argument("--sampler", default="dpmpp", choices=tuple(SAMPLERS),
+                   help="sampler: DPM-Solver++(2M), DDIM or DDPM")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--data", type=Path, default=None,

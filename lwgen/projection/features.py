@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import to_float
+
 
 def pixel_features(images: torch.Tensor, size: int = 16) -> np.ndarray:
     """uint8 images (N, 3, R, R) -> area-downsampled pixels in [0, 1], flattened (N, 3 * size * size)."""
@@ -34,6 +36,6 @@ def classifier_features(classifier: Any, images: torch.Tensor, batch: int = 128)
     """uint8 images (N, 3, R, R) -> the classifier's pooled features (N, F) as float32."""
     if hasattr(classifier, "embed"):
         return classifier.embed(images, batch=batch)[0].float().numpy()
-    outs = [torch.as_tensor(classifier.features(chunk.float() / 127.5 - 1.0)).float().flatten(1)
+    outs = [torch.as_tensor(classifier.features(to_float(chunk))).float().flatten(1)
             for chunk in images.split(batch)]
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)

@@ -1,6 +1,7 @@
 """2-D projections (PCA, t-SNE, UMAP) of feature or condition vectors, and an invertible PCA plane."""
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -94,13 +95,13 @@ def project(x: np.ndarray, method: str = "PCA", seed: int = 0, perplexity: float
             )
 
             p = float(min(max(perplexity, 2.0), (n - 1) / 3))
-            # 400 iterations (250 of them early exaggeration) and a Barnes-Hut angle of 0.8 instead of 1000 and
-            # 0.5: 2,000 points map in a third of the time (2.1 s against 6.6 s here), with trustworthiness (k = 10)
-            # 0.954 against 0.956
-            tsne = TSNE(2, perplexity=p, init="pca", random_state=seed, max_iter=400, angle=0.8, n_jobs=-1)
+            # 300 iterations (250 of them early exaggeration) and a Barnes-Hut angle of 0.8 instead of 1000 and
+            # 0.5. 2,000 points at 400 iterations took 2.1 s against 6.6 s at 1000, trustworthiness (k = 10) 0.954
+            # against 0.956; 906 points, one thread, 300 iterations: 1.9 s against 3.1 s at 400, trustworthiness
+            # 0.945 against 0.949 (250, early exaggeration alone, leaves the map unconverged: 0.78)
+            tsne = TSNE(2, perplexity=p, init="pca", random_state=seed, max_iter=300, angle=0.8, n_jobs=-1)
             return tsne.fit_transform(x).astype(np.float32)
-        import umap
-
+        umap = _umap()
         k = int(min(max(n_neighbors, 2), n - 1))
         # Exact neighbours by BLAS: below 4,096 points UMAP would compute all pairwise distances through a Python
         # callable (~11 s for 2,000 points here). 200 epochs, UMAP's own choice above 10,000 points, instead of
@@ -109,6 +110,31 @@ def project(x: np.ndarray, method: str = "PCA", seed: int = 0, perplexity: float
                             init="spectral" if n > k + 2 else "random", n_epochs=200,
                             precomputed_knn=(*exact_neighbours(x, k), None))
         return reducer.fit_transform(x).astype(np.float32)
+
+
+def _umap():
+    """umap-learn, imported lazily (its import alone takes seconds)."""
+    import umap
+
+    return umap
+
+
+def warm_umap() -> threading.Thread:
+    """Import umap-learn and compile the numba code a map needs in a daemon thread, ahead of a first UMAP map.
+
+    In Chromium, a first UMAP map a few seconds after the Explore page appeared took 1.6-2.8 s with this thread
+    against 8.7-13 s without (benchmarks/app_latency.py --browser). numba already keeps what it may cache on disk
+    (beside umap-learn's and pynndescent's sources); pointing NUMBA_CACHE_DIR elsewhere only made it start over.
+    The thread holds the interpreter while it compiles, so it is best started once a page is drawn.
+    """
+    thread = threading.Thread(target=_warm, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm() -> None:
+    """One small UMAP map: imports umap-learn and compiles what a map needs."""
+    project(np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32), "UMAP")
 
 
 def exact_neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,8 +2,9 @@
 condition vectors of each attribute value alone and of each known combination."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

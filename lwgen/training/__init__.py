@@ -3,4 +3,5 @@ from .config import TrainConfig
 from .tasks import AutoencoderTask, DiffusionTask, UpscalerTask
 from .trainer import Trainer, TrainingError, ema_decay, lr_factor
 
-__all__ = ["TrainConfig", "AutoencoderTask", "DiffusionTask", "UpscalerTask", "Trainer", "TrainingError", "ema_decay", "lr_factor"]
+__all__ = ["TrainConfig", "AutoencoderTask", "DiffusionTask", "UpscalerTask", "Trainer", "TrainingError", "ema_decay",
+           "lr_factor"]

@@ -7,6 +7,7 @@ import dataclasses
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,11 +19,11 @@ from ..checkpoint import (
     validate_config,
 )
 from ..config_args import add_dataclass_args, dataclass_from_args
-from ..data import ImageTable
+from ..data import DataError, ImageTable, downsample, to_float
 from ..diffusion import ScheduleConfig
 from ..io import check_writable_folder
 from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
-from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, DiffusionModel, UpscaleModel
+from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, UpscaleModel
 from ..recipe import DataConfig, DiffusionRecipe, prepare
 from . import distributed
 from .config import TrainConfig
@@ -169,7 +170,7 @@ def _given(args: argparse.Namespace, dest: str, default) -> bool:
 
 
 def resume_conflicts(args: argparse.Namespace, prev: dict, section: str, prefix: str, cls: type,
-                     skip: tuple[str, ...] = (), extra: dict[str, tuple[object, object, object]] | None = None) -> None:
+                     skip: tuple[str, ...] = (), extra: dict[str, tuple[object, object]] | None = None) -> None:
     """On --resume, architecture (and schedule) flags must agree with the checkpoint; raise ValueError naming the
     ones that do not. `extra`: dest -> (checkpoint value, flag default) for flags outside the dataclass."""
     saved = prev.get(section) or {}
@@ -178,7 +179,7 @@ def resume_conflicts(args: argparse.Namespace, prev: dict, section: str, prefix:
         dest = prefix + f.name
         if f.name in skip or f.name not in saved or not hasattr(args, dest):
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         value = getattr(args, dest)
         norm = list(value) if isinstance(value, (list, tuple)) else value
         if _given(args, dest, default) and norm != saved[f.name]:
@@ -211,7 +212,7 @@ def check_numbers(args: argparse.Namespace, config: TrainConfig) -> None:
             limits.check("image_size", getattr(args, dest), "--" + dest.replace("_", "-"))
 
 
-def check_architecture(section: str, config: object, prefix: str) -> None:
+def check_architecture(section: str, config: Any, prefix: str) -> None:
     """Architecture flags within the limits table (the checks config.json gets), naming the flag."""
     try:
         validate_config({section: {k: list(v) if isinstance(v, tuple) else v
@@ -268,7 +269,7 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     task = DiffusionTask(model, table.images, table.labels, config, text=run.text, latent_stats=run.latent_stats)
     preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
 
-    def preview(ema: DiffusionModel) -> torch.Tensor:
+    def preview(ema: Any) -> torch.Tensor:  # the EMA copy of the DiffusionModel
         from torchvision.utils import (
             make_grid,  # lazy: importing torchvision costs every `lwgen` command 2 s
         )
@@ -285,7 +286,8 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     return 0
 
 
-def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, describe, meta: dict) -> int:
+def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[AutoencoderModel], prefix: str,
+                make_task, describe, meta: dict, validate=None) -> int:
     """Shared body of `train upscaler` and `train autoencoder`: one network, uniform sampling, no labels."""
     env = _start(args)
     try:
@@ -305,11 +307,14 @@ def _train_unit(args: argparse.Namespace, unit: type, prefix: str, make_task, de
                  else unit(dataclass_from_args(unit.config_cls, args, prefix)))
         say(f"{len(table)} images; {describe(model)}: {count_parameters(model) / 1e6:.2f} M parameters")
         trainer = Trainer(make_task(model, table.images, config), config, args.out, torch.ones(len(table)),
-                          meta={"data": _data(args, []).provenance(table), **meta}, progress=not args.no_progress, dist=env,
+                          meta={"data": _data(args, []).provenance(table), **meta}, progress=not args.no_progress,
+                          dist=env,
                           wandb_project=args.wandb_project if args.wandb else None)
         summary = trainer.run(resume=args.resume)
         if env.is_main:
             _report(summary, args.out)
+            if validate is not None:
+                validate(unit.from_checkpoint(args.out))
         return 0
     finally:
         distributed.teardown()
@@ -330,7 +335,31 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 
     return _train_unit(args, AutoencoderModel, "ae_",
                        lambda m, images, c: AutoencoderTask(m, images, c, size=args.size), describe,
-                       {"size": args.size})
+                       {"size": args.size}, validate=lambda m: _validate_autoencoder(args, m))
+
+
+def _validate_autoencoder(args: argparse.Namespace, model: AutoencoderModel, limit: int = 256) -> dict | None:
+    """Reconstruction error of the saved (EMA) autoencoder on held-out rows: the 'val' split when training used
+    the 'train' split of a CSV that has one; printed and returned (None when there are no held-out rows)."""
+    if args.split != "train":
+        print("validation: no held-out rows (training used --split " + repr(args.split) + ")")
+        return None
+    try:
+        table = DataConfig(args.data, [], csv=args.csv, file_column=args.file_column, split="val", fit=args.fit,
+                           load_size=args.load_size, skip_bad=True).load(progress=False)
+    except (DataError, ValueError) as e:
+        print(f"validation: no held-out rows ({e})")
+        return None
+    images = table.images[:limit]
+    factor = images.shape[-1] // args.size
+    x = to_float(downsample(images, factor) if factor > 1 else images)
+    with torch.no_grad():
+        y = torch.cat([model(chunk).float().clamp(-1, 1) for chunk in x.split(64)])
+    l1 = float((y - x).abs().mean() / 2)  # on the [0, 1] scale
+    mse = ((y - x) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    psnr = float((10 * torch.log10(1 / mse)).mean())
+    print(f"validation ({len(x)} held-out images at {args.size} px): L1 {l1:.4f}, PSNR {psnr:.2f} dB")
+    return {"images": len(x), "l1": round(l1, 5), "psnr": round(psnr, 3)}
 
 
 def _report(summary: dict, out: Path) -> None:

@@ -4,17 +4,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..data import downsample
+from ..data import downsample, to_float
 from ..diffusion import add_noise, loss_weight, target
 from ..models import NULL, reconstruction_loss
 from ..pipeline import AutoencoderModel, DiffusionModel, UpscaleModel
 from ..precision import autocast
 from .config import TrainConfig
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float in [-1, 1]."""
-    return images.float() / 127.5 - 1.0
 
 
 class DiffusionTask:
@@ -60,7 +55,7 @@ class DiffusionTask:
 
     @classmethod
     def from_targets(cls, model: DiffusionModel, x0: torch.Tensor, labels: torch.Tensor,
-                     config: TrainConfig, text: torch.Tensor | None = None) -> "DiffusionTask":
+                     config: TrainConfig, text: torch.Tensor | None = None) -> DiffusionTask:
         """A task on targets already in the model's space (normalised latents, or pixels in [-1, 1]), so that
         several models can share one encoding of the data; the model's latent statistics must be set already."""
         task = cls.__new__(cls)

@@ -3,23 +3,30 @@ data-parallel training over several processes (see `distributed`)."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import STAMP, TRAIN_STATE, read_tensors, save_checkpoint
+from ..io import atomic_write, atomic_write_text
 from . import distributed
 from .config import TrainConfig
 from .loggers import Loggers
+
+STATUS = "status.json"  # live progress, rewritten every STATUS_SECONDS while training (read by the app's Train page)
+PREVIEW = "preview.png"  # the latest sample grid of the preview hook
+STATUS_SECONDS = 3.0
+STATUS_HISTORY = 200  # loss points kept in the status file
 
 
 class TrainingError(RuntimeError):
@@ -44,7 +51,7 @@ class _SigtermAsInterrupt:
             return
         raise Terminated()
 
-    def __enter__(self) -> "_SigtermAsInterrupt":
+    def __enter__(self) -> _SigtermAsInterrupt:
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._handler)
         return self
@@ -102,6 +109,9 @@ class Trainer:
         self.last_loss: float | None = None
         self._signals: _SigtermAsInterrupt | None = None
         self._loss_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+        self._rate_mark: tuple[float, int] | None = None  # (time, images_seen) of the last status write
+        self._rate: float | None = None
+        self._preview_file: str | None = None
 
     # --- state ------------------------------------------------------------------------------------------
     def _state_tensors(self) -> dict[str, torch.Tensor]:
@@ -113,7 +123,8 @@ class Trainer:
         return tensors
 
     def config_dict(self) -> dict[str, Any]:
-        return {**self.model.config_dict(), **self.meta, "train": dataclasses.asdict(self.config),
+        kind = getattr(self.model, "kind", "diffusion")
+        return {**self.model.config_dict(), **self.meta, "train": self.config.record(kind),
                 "progress": {"step": self.step, "images_seen": self.images_seen,
                              "processes": self.dist.world_size, "wall_time_s": round(self.elapsed, 1),
                              "loss_history": self.history}}
@@ -192,6 +203,39 @@ class Trainer:
             parts.append(self.elapsed / (60 * c.minutes))
         return max(parts)
 
+    def write_status(self, state: str) -> None:
+        """Write `status.json` in the output folder (atomically): state, step, images/s since the last write,
+        elapsed and estimated remaining seconds, recent loss history and the latest preview grid."""
+        now, rate = time.monotonic(), self._rate
+        if state == "running" and self._rate_mark is not None and now > self._rate_mark[0]:
+            rate = self._rate = round((self.images_seen - self._rate_mark[1]) / (now - self._rate_mark[0]), 2)
+        self._rate_mark = (now, self.images_seen)  # a final status keeps the last training speed
+        c, done = self.config, min(self._progress(), 1.0)
+        left = self.elapsed * (1 - done) / done if done > 0 else (60 * c.minutes if c.minutes > 0 else None)
+        status = {"kind": self.model.kind, "stage": self.out.name, "state": state, "pid": os.getpid(),
+                  "step": self.step, "steps": c.steps or None, "minutes": c.minutes or None,
+                  "images_seen": self.images_seen, "images_per_s": rate, "elapsed_s": round(self.elapsed, 1),
+                  "time_left_s": None if left is None else round(left, 1), "progress": round(done, 4),
+                  "loss": self.last_loss, "loss_history": self.history[-STATUS_HISTORY:],
+                  "preview": self._preview_file, "updated": time.time()}
+        try:
+            atomic_write_text(self.out / STATUS, json.dumps(status))
+        except OSError as e:  # progress display only: never stop a training for it
+            tqdm.write(f"warning: cannot write {self.out / STATUS}: {e}")
+
+    def _save_preview(self, grid: torch.Tensor) -> None:
+        """Write a preview grid (3, H, W) in [0, 1] as `preview.png` in the output folder, atomically."""
+        from PIL import Image
+
+        pixels = (grid.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        atomic_write(self.out / PREVIEW, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+        self._preview_file = PREVIEW
+
+    def _preview_now(self, log: Loggers) -> None:
+        grid = self.preview(self.ema)
+        log.image("samples", grid, self.step)
+        self._save_preview(grid)
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         d = ema_decay(self.step, self.config.ema_decay)
@@ -221,7 +265,9 @@ class Trainer:
             self._loss_fn = distributed.data_parallel(self.task, env)  # after resume: rank 0's state goes out
         log = Loggers(self.out, self.wandb_project, self.config_dict()) if env.is_main else None
         self.model.train()
-        last_save = last_preview = time.monotonic()
+        last_save = last_preview = last_status = time.monotonic()
+        if env.is_main:
+            self.write_status("running")
         window, window_start, seen = [], time.monotonic(), 0
         bar = tqdm(total=c.steps or None, initial=self.step, disable=not self.progress, unit="step",
                    desc=f"train {self.model.kind}")
@@ -267,11 +313,14 @@ class Trainer:
                 if not env.is_main:
                     continue
                 now = time.monotonic()
+                if now - last_status > STATUS_SECONDS:
+                    self.write_status("running")
+                    last_status = now
                 if now - last_save > 60 * c.save_minutes:
                     self.save()
                     last_save = time.monotonic()
                 if self.preview and log and now - last_preview > 60 * c.sample_minutes:
-                    log.image("samples", self.preview(self.ema), self.step)
+                    self._preview_now(log)
                     last_preview = time.monotonic()
             finished = True
         except KeyboardInterrupt as e:
@@ -282,6 +331,11 @@ class Trainer:
                     self.save()  # a second signal waits for the save (see save)
                 except Terminated:
                     pass
+                self.write_status("stopped")
+            raise
+        except Exception:
+            if env.is_main:
+                self.write_status("failed")
             raise
         finally:
             bar.close()
@@ -293,8 +347,9 @@ class Trainer:
             self.save()
             if log:
                 if self.preview:
-                    log.image("samples", self.preview(self.ema), self.step)
+                    self._preview_now(log)
                 log.close()
+            self.write_status("finished" if self._progress() >= 1.0 else "paused")
         distributed.barrier()  # the others wait until rank 0 has written the folder
         return {**self.config_dict(), "last_loss": self.last_loss}
 

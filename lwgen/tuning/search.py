@@ -6,14 +6,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from ..checkpoint import TRAIN_STATE
-from ..data import ImageTable
+from ..data import ImageTable, to_float
 from ..data.images import DataError, downsample
 from ..diffusion import ScheduleConfig
 from ..models import UNetConfig
@@ -21,7 +22,7 @@ from ..pipeline import AutoencoderModel, DiffusionModel
 from ..recipe import balance_weights, encode_latents
 from ..training.config import TrainConfig
 from ..training.distributed import Dist
-from ..training.tasks import DiffusionTask, to_float
+from ..training.tasks import DiffusionTask
 from ..training.trainer import Trainer
 from .validation import Validation
 

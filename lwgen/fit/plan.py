@@ -1,0 +1,102 @@
+"""The stages of `lwgen fit` and how the time budget is split between them.
+
+The shares follow the shipped emoji recipe (README, "Shipped checkpoints"): the autoencoder trained 20 minutes and
+each diffusion model about 60, so after 10 % for the evaluation classifier the rest goes autoencoder 1 : diffusion
+3 per schedule. The x4 up-scaler is not data-specific and stays the shipped one.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLASSIFIER_SHARE = 0.10
+AUTOENCODER_WEIGHT = 1.0
+DIFFUSION_WEIGHT = 3.0
+SCHEDULES = {"cosine": ("cosine",), "linear": ("linear",), "both": ("cosine", "linear")}
+EXTRA_FLAGS = ("autoencoder", "diffusion", "classifier", "eval")
+
+
+@dataclass
+class Stage:
+    """One step of the fit: a `lwgen` sub-command line, its share of the budget and its output."""
+
+    name: str
+    argv: list[str]
+    minutes: float | None
+    out: Path
+    trains: bool = True  # a Trainer run: `--resume` continues it, `--force` restarts it
+    schedule: str | None = None
+
+
+@dataclass
+class FitOptions:
+    """What `lwgen fit` was asked to do (the command line, parsed)."""
+
+    data: Path
+    attributes: list[str]
+    minutes: float
+    out: Path
+    schedule: str = "both"
+    csv: str = "annotations.csv"
+    file_column: str = "file"
+    text_column: str = ""
+    skip_bad: bool = False
+    threads: int = 0
+    eval_n: int = 300
+    grid_n: int = 8
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+
+def budget(minutes: float, schedules: tuple[str, ...]) -> dict[str, float]:
+    """Minutes per training stage: 10 % for the classifier, the rest autoencoder 1 : diffusion 3 per schedule."""
+    rest = minutes * (1 - CLASSIFIER_SHARE)
+    unit = rest / (AUTOENCODER_WEIGHT + DIFFUSION_WEIGHT * len(schedules))
+    shares = {"autoencoder": AUTOENCODER_WEIGHT * unit}
+    shares.update({f"diffusion-{s}": DIFFUSION_WEIGHT * unit for s in schedules})
+    shares["classifier"] = minutes * CLASSIFIER_SHARE
+    return {k: round(v, 3) for k, v in shares.items()}
+
+
+def parse_extra(text: str, flag: str) -> list[str]:
+    """A quoted string of extra flags ("--unet-base-channels 16 --batch 8") -> argv items."""
+    try:
+        return shlex.split(text or "")
+    except ValueError as e:
+        raise ValueError(f"--{flag}-args {text!r}: {e}") from None
+
+
+def stages(opts: FitOptions, csv: str) -> list[Stage]:
+    """The sub-command lines of a fit, in order. `csv`: the annotation CSV the stages read (see `fit.data`): its
+    file column is `file` and its `split` column holds train and val rows (the evaluation's reference)."""
+    out, schedules = opts.out, SCHEDULES[opts.schedule]
+    minutes = budget(opts.minutes, schedules)
+    data = ["--data", str(opts.data), "--csv", csv]
+    threads = ["--threads", str(opts.threads)] if opts.threads else []
+    train = [*data, "--split", "train", "--no-progress", "--log-every", "10",
+             *threads]
+    sample_minutes = ["--sample-minutes", f"{min(10.0, max(0.5, max(minutes.values()) / 6)):g}"]
+    ae = out / "autoencoder"
+    result = [Stage("autoencoder", ["train", "autoencoder", *train, "--out", str(ae),
+                                    "--minutes", f"{minutes['autoencoder']:g}", *opts.extra.get("autoencoder", [])],
+                    minutes["autoencoder"], ae)]
+    clf = out / "classifier"
+    result.append(Stage("classifier", ["eval", "train-classifier", *data, "--attributes", *opts.attributes,
+                                       "--out", str(clf), "--minutes", f"{minutes['classifier']:g}", "--no-progress",
+                                       *threads, *opts.extra.get("classifier", [])],
+                        minutes["classifier"], clf, trains=False))
+    for s in schedules:
+        d = out / f"diffusion-{s}"
+        result.append(Stage(f"diffusion-{s}", ["train", "diffusion", *train, "--attributes", *opts.attributes,
+                                               "--autoencoder", str(ae), "--schedule", s,
+                                               "--text-column", opts.text_column, *sample_minutes,
+                                               "--out", str(d), "--minutes", f"{minutes[f'diffusion-{s}']:g}",
+                                               *opts.extra.get("diffusion", [])],
+                            minutes[f"diffusion-{s}"], d, schedule=s))
+    for s in schedules:
+        d = out / f"diffusion-{s}"
+        result.append(Stage(f"evaluate-{s}", ["eval", "--checkpoint", str(d), "--classifier", str(clf), *data,
+                                              "--split", "val", "--n", str(opts.eval_n), "--no-progress",
+                                              "--out", str(d / "eval.json"), *threads, *opts.extra.get("eval", [])],
+                            None, d, trains=False, schedule=s))
+    return result
