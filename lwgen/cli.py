@@ -198,6 +198,7 @@ def run_info(args: argparse.Namespace) -> int:
     """Parameters, GMAC per forward, schedule and training progress of a checkpoint."""
     from .models import count_parameters, forward_gmacs
     from .pipeline import load_model
+    from .record import CheckpointRecord
 
     model = load_model(args.checkpoint)
     cfg = model.checkpoint_config
@@ -225,16 +226,16 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         print(f"  x{model.net.config.scale}: {count_parameters(model) / 1e6:.3f} M parameters, "
               f"{forward_gmacs(model.net, torch.zeros(1, 3, 64, 64)):.3f} GMAC per 64 px input")
-    p = cfg.get("progress", {})
-    if p:
-        print(f"  trained {p.get('step')} steps, {p.get('images_seen')} images, {p.get('wall_time_s', 0) / 60:.1f} min")
-    init = cfg.get("init")
-    if init:
-        print(f"  continued from {init.get('checkpoint')}: {init.get('steps')} steps, {init.get('images_seen')} "
-              f"images, {(init.get('total_wall_time_s') or init.get('wall_time_s') or 0) / 60:.1f} min before")
-    if cfg.get("text_dim"):
-        print(f"  takes prompts: {(cfg.get('text') or {}).get('encoder', 'a sentence encoder')} "
-              f"({cfg['text_dim']}-d), text column {(cfg.get('text') or {}).get('column')!r}")
+    record = CheckpointRecord.parse(cfg)
+    p = record.progress
+    if p.step is not None:
+        print(f"  trained {p.step} steps, {p.images_seen} images, {(p.wall_time_s or 0) / 60:.1f} min")
+    if record.continued is not None:
+        c = record.continued
+        print(f"  continued from {c.checkpoint}: {c.steps} steps, {c.images_seen} images, {c.wall_time_s / 60:.1f} min "
+              "before")
+    if record.text_encoder:
+        print(f"  takes prompts: {record.text_encoder} ({cfg['text_dim']}-d), text column {record.text_column!r}")
     return 0
 
 

@@ -108,3 +108,19 @@ def test_a_checkpoint_lists_the_combinations_it_was_trained_on(tiny_checkpoints,
     table = DataConfig(shapes_dir, list(model.vocab), load_size=32).load(progress=False)
     assert known is not None
     assert {tuple(r) for r in known.tolist()} == {tuple(r) for r in table.labels.tolist()}
+
+
+def test_the_checkpoint_record_is_typed_and_tolerates_a_damaged_entry():
+    from lwgen.record import CheckpointRecord
+
+    config = json.loads((SHIPPED / "emoji-cosine" / "config.json").read_text())
+    record = CheckpointRecord.parse(config)
+    assert record.kind == "diffusion" and record.attributes[:2] == ("group", "subgroup")
+    assert record.text_encoder == "all-MiniLM-L6-v2" and record.text_column == "text"
+    assert record.continued is not None and record.continued.steps == config["init"]["steps"]
+    assert record.total_steps == config["progress"]["step"] + config["init"]["steps"]
+    assert record.progress.final_loss == config["progress"]["loss_history"][-1][1]
+    damaged = {**config, "progress": {"step": "many", "loss_history": [[1, "x"]]}, "init": [], "text": None}
+    bad = CheckpointRecord.parse(damaged)
+    assert bad.total_steps is None and bad.progress.final_loss is None and bad.continued is None
+    assert bad.text_encoder is None

@@ -8,12 +8,13 @@ from typing import Any
 import torch
 
 from ..models import count_parameters, forward_gmacs
+from ..record import CheckpointRecord
 
 
 def model_summary(model: Any) -> dict[str, Any]:
     """Parameters, GMAC per forward (per sample), resolution, schedule and training progress of a loaded model."""
-    cfg: dict[str, Any] = getattr(model, "checkpoint_config", {}) or {}
-    out: dict[str, Any] = {"kind": cfg.get("kind", getattr(model, "kind", "?"))}
+    record = CheckpointRecord.of(model)
+    out: dict[str, Any] = {"kind": record.kind}
     if out["kind"] == "diffusion":
         u = model.unet.config
         x = torch.zeros(1, u.in_channels, u.resolution, u.resolution)
@@ -29,17 +30,10 @@ def model_summary(model: Any) -> dict[str, Any]:
                    scale=model.net.config.scale)
     else:
         out.update(parameters=count_parameters(model) if isinstance(model, torch.nn.Module) else None)
-    progress = cfg.get("progress") or {}
-    history = progress.get("loss_history") or []
-    out.update(steps=progress.get("step"), images_seen=progress.get("images_seen"),
-               seconds=progress.get("wall_time_s") if progress else None,
-               final_loss=history[-1][1] if history else None)
-    init = cfg.get("init") or {}
-    if init and out["steps"] is not None and out["seconds"] is not None:  # continued from another checkpoint
-        out.update(steps=out["steps"] + (init.get("steps") or 0),
-                   images_seen=(out["images_seen"] or 0) + (init.get("images_seen") or 0),
-                   seconds=out["seconds"] + (init.get("total_wall_time_s") or init.get("wall_time_s") or 0),
-                   started_from=init.get("checkpoint"))
+    out.update(steps=record.total_steps, images_seen=record.total_images, seconds=record.total_seconds,
+               final_loss=record.progress.final_loss)
+    if record.continued is not None:  # continued from another checkpoint
+        out["started_from"] = record.continued.checkpoint
     return out
 
 

@@ -16,6 +16,7 @@ from ..data import DataError, ImageTable, downsample
 from ..data.cache import CACHE_DIR
 from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, DiffusionModel, UpscaleModel
 from ..precision import autocast
+from ..record import CheckpointRecord
 from .classifier import Classifier
 from .conditions import ROWS, build, per_value_top1, real_steering, row_values, steering
 from .metrics import fid, kid, precision_recall, psnr, quantize, ssim, topk_accuracy
@@ -153,7 +154,7 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     real = at_resolution(real_table.images, r)
     real_feats, real_logits = real_embeddings(classifier, real, real_table.root / CACHE_DIR if cache else None)
     real_targets = table_targets(classifier, real_table)
-    text_column = prompt_column or (getattr(model, "checkpoint_config", {}).get("text") or {}).get("column") or "text"
+    text_column = prompt_column or CheckpointRecord.of(model).text_column or "text"
     cond = build(condition, real_table, model.vocab, classifier.attributes, n, seed, text_column)
     n = len(cond.values)
     labels, dropped = generator_labels(model, cond.given)
