@@ -13,6 +13,7 @@ from .checkpoint import CheckpointError
 from .data import DataError
 from .diffusion.samplers import SAMPLERS
 from .pipeline import DEFAULT_GUIDANCE, ConditionError
+from .shipped import shipped_root
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -44,7 +45,8 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
                    help="classifier-free guidance scale (1 = none; 0 = the condition is ignored)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--upscale", action="store_true", help="also apply the x4 up-scaler")
-    p.add_argument("--upscaler", type=Path, default=Path("checkpoints/upscaler-x4"), help="up-scaler checkpoint")
+    p.add_argument("--upscaler", type=Path, default=shipped_root() / "upscaler-x4",
+                   help="up-scaler checkpoint (default: the shipped one)")
     p.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square-ish)")
     p.add_argument("--out", default="samples.png",
                    help="grid image to write; its extension sets the format (" + ", ".join(IMAGE_FORMATS) + ")")
@@ -112,8 +114,8 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", choices=("pixels", "classifier"), default="pixels",
                    help="tensorboard: the vectors to project, the 16 px pixels (768 values) or the classifier's "
                         "pooled features, as on the app's Explore page")
-    p.add_argument("--classifier", type=Path, default=Path("checkpoints/classifier"),
-                   help="tensorboard: classifier checkpoint of --features classifier")
+    p.add_argument("--classifier", type=Path, default=shipped_root() / "classifier",
+                   help="tensorboard: classifier checkpoint of --features classifier (default: the shipped one)")
     p.add_argument("--thumb", type=int, default=0,
                    help="tensorboard: thumbnail side in the sprite (0: the gallery's image size, smaller when "
                         "needed to keep the sprite within 8192 px)")

@@ -169,8 +169,11 @@ def test_sample_command_round_trips_through_the_cli_parser(tmp_path, monkeypatch
     assert parse_values(args.values) == {k: v for k, v in values.items() if v != ANY}
     assert (args.n, args.steps, args.sampler, args.guidance, args.seed, args.upscale) == (16, 20, "dpmpp", 2.0, 0,
                                                                                          False)
-    up = sample_command("checkpoints/emoji-cosine", {}, 4, 10, "ddim", 1.5, 7, upscaler="checkpoints/upscaler-x4")
-    assert up.endswith("--guidance 1.5 --seed 7 --upscale --out grid.png")
+    from lwgen.shipped import shipped_root
+
+    up = sample_command("checkpoints/emoji-cosine", {}, 4, 10, "ddim", 1.5, 7, upscaler=shipped_root() / "upscaler-x4")
+    assert up.endswith("--guidance 1.5 --seed 7 --upscale --out grid.png")  # the shipped up-scaler: the default
+    assert build_parser().parse_args(shlex.split(up)[1:]).upscaler == shipped_root() / "upscaler-x4"
     other = sample_command("checkpoints/emoji-cosine", {}, 4, 10, "ddim", 1.5, 7, upscaler=tmp_path / "up")
     assert "--upscale --upscaler up" in other
     worded = sample_command("checkpoints/emoji-cosine", {"group": "flags"}, 2, 5, "dpmpp", 2.0, 0,

@@ -219,3 +219,25 @@ def test_force_replaces_what_an_earlier_fit_wrote_and_keeps_other_files(fitted, 
     assert sorted(p.name for p in out.iterdir()) == ["fit-state.json", "notes.txt"]
     state = json.loads((out / "fit-state.json").read_text())
     assert state["identity"]["data"] == str(data.resolve()) and state["state"] == "failed"
+
+
+def test_the_app_lists_a_fit_beside_the_shipped_checkpoints_and_generates_from_it(fitted, monkeypatch, tmp_path):
+    """From the fit's working folder, with the default search places: runs/ beside the shipped checkpoints."""
+    from streamlit.testing.v1 import AppTest
+
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    monkeypatch.chdir(fitted["work"])
+    for name in ("LWGEN_CHECKPOINTS", "LWGEN_RUNS", "LWGEN_SHIPPED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LWGEN_CACHE", str(tmp_path / "cache"))
+    at = AppTest.from_file(str(app), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    box = at.selectbox(key="gen:checkpoint")
+    expected = {"emoji-cosine", "emoji-linear", "runs/tiny/diffusion-cosine", "runs/tiny/diffusion-linear"}
+    assert expected <= set(box.options)
+    box.select("runs/tiny/diffusion-cosine").run()
+    at.number_input(key="gen:count").set_value(2)
+    at.number_input(key="gen:steps").set_value(2)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert len(at.image) == 2

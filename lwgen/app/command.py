@@ -4,10 +4,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ..shipped import shipped_root
 from .conditions import ANY
 from .paths import display_path
-
-DEFAULT_UPSCALER = "checkpoints/upscaler-x4"
 
 
 def _number(x: float) -> str:
@@ -30,7 +29,7 @@ def sample_command(checkpoint: str | Path, values: dict[str, str], n: int, steps
     if upscaler is not None:
         parts.append("--upscale")
         where = display_path(upscaler)
-        if where != DEFAULT_UPSCALER:
+        if Path(upscaler).resolve() != (shipped_root() / "upscaler-x4").resolve():  # the CLI's default
             parts += ["--upscaler", where]
     parts += ["--out", out]
     return " ".join(shlex.quote(p) for p in parts)
