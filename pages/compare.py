@@ -4,8 +4,9 @@ import torch
 
 from lwgen.app import state, ui
 from lwgen.app.conditions import describe, prompt_for, starting_condition, takes_text
+from lwgen.app.estimates import Estimate, estimate
 from lwgen.app.images import to_numpy
-from lwgen.app.runner import Estimate, condition_of, estimate, frame_steps, noise_shape, traced_sample
+from lwgen.app.runner import condition_of, frame_steps, noise_shape, traced_sample
 
 _, diffusion = ui.start_page(
     "Compare", "One condition, one seed: both runs start from the same noise, so every difference comes from the "

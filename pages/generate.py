@@ -6,8 +6,9 @@ from lwgen.app.cards import weak_values
 from lwgen.app.catalog import of_kind
 from lwgen.app.command import sample_command
 from lwgen.app.conditions import describe, starting_condition, takes_text
+from lwgen.app.estimates import estimate
 from lwgen.app.images import grid_png, zip_pngs
-from lwgen.app.runner import condition_of, estimate, generate_images
+from lwgen.app.runner import condition_of, generate_images
 
 entries, diffusion = ui.start_page("Generate")
 

@@ -8,18 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from lwgen.app.estimates import StepTimes, estimate, step_times
 from lwgen.app.figures import category_colors, thumbnail_scatter
 from lwgen.app.images import data_uri
-from lwgen.app.runner import (
-    Batcher,
-    Cancelled,
-    StepTimes,
-    condition_of,
-    estimate,
-    generate_images,
-    step_times,
-    traced_sample,
-)
+from lwgen.app.runner import Batcher, Cancelled, condition_of, generate_images, traced_sample
 from lwgen.app.selection import outside_known
 from lwgen.pipeline import DiffusionModel
 
