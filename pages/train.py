@@ -130,6 +130,11 @@ def start_form(choice: dict, report) -> None:
     name = c3.text_input("Output name", value=re.sub(r"[^A-Za-z0-9._-]+", "-", choice["data"].name).strip("-._")
                          + "-fit", key="train:name",
                          help="the fit is written to runs/NAME")
+    with st.expander("Evaluation"):
+        e1, e2 = st.columns(2)
+        eval_n = e1.number_input("Images generated to score each generator", 8, 5000, 300, 50, key="train:eval_n",
+                                 help="more images: steadier metrics, longer evaluation after training")
+        grid_n = e2.number_input("Images per sample grid", 1, 64, 8, 1, key="train:grid_n")
     shares = budget(minutes, SCHEDULES[schedule])
     st.caption("Budget per stage: " + ", ".join(f"{k} {v:.1f} min" for k, v in shares.items())
                + "; then each generator is scored and one sample grid per value of "
@@ -158,7 +163,8 @@ def start_form(choice: dict, report) -> None:
         problem = (f"another training is running ({display_path(lock.get('out', '?'))}, pid {lock.get('pid', '?')}); "
                    "one training at a time on this machine")
     argv = jobs.fit_argv(choice["data"], choice["attributes"], minutes, out or Path("runs/NAME"), schedule,
-                         choice["csv"], choice["file_column"], choice["text_column"], skip, force)
+                         choice["csv"], choice["file_column"], choice["text_column"], skip, force,
+                         extra=["--eval-n", str(int(eval_n)), "--grid-n", str(int(grid_n))])
     st.code(shlex.join(["lwgen", *argv]), language="bash")
     if problem:
         st.caption(f"Cannot start: {problem}.")

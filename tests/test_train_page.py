@@ -222,7 +222,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)")
 def test_browser_upload_train_and_reload_shows_the_same_progress(shapes_dir, tmp_path):
     """In Chromium: upload a zip, check it, start a 1-minute fit, watch the progress move, reload mid-training and
-    see the same fit's progress, stop it (SIGTERM) and see Resume."""
+    see the same fit's progress, stop it (SIGTERM), resume it to the end, then generate from the new generator on
+    the Generate page, without restarting the app."""
     import os
     import socket
     import time
@@ -266,6 +267,12 @@ def test_browser_upload_train_and_reload_shows_the_same_progress(shapes_dir, tmp
             budget.fill("1")
             budget.press("Enter")
             page.wait_for_timeout(1000)
+            page.get_by_test_id("stExpander").get_by_text("Evaluation", exact=True).click()
+            for label, value in (("Images generated to score each generator", "8"), ("Images per sample grid", "2")):
+                box = page.get_by_role("spinbutton", name=label)
+                box.fill(value)
+                box.press("Enter")
+                page.wait_for_timeout(1000)
             page.get_by_role("button", name="Start training").click()
             page.get_by_text("stage 1/").first.wait_for(timeout=90_000)  # the fit process has started its first stage
 
@@ -286,12 +293,28 @@ def test_browser_upload_train_and_reload_shows_the_same_progress(shapes_dir, tmp
             assert step() >= moved  # the same fit, still going, after a reload
             page.get_by_role("button", name="Stop").click()
             page.get_by_role("button", name="Resume").wait_for(timeout=90_000)
+            fits = list(runs_dir.glob("*/fit-state.json"))
+            assert len(fits) == 1
+            state = json.loads(fits[0].read_text())
+            assert state["state"] == "stopped" and state["identity"]["attributes"] == ["shape", "color"]
+            assert not (runs_dir / jobs.LOCK).exists()  # the fit's process is gone: the lock was cleared
+            page.get_by_role("button", name="Resume").click()
+            page.get_by_text("Done. The generators are now on the Generate page").wait_for(timeout=300_000)
+            page.goto(url.rsplit("/", 1)[0] + "/")  # Generate: the new generators are listed without a restart
+            page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=60_000)
+            menu = page.locator("[data-testid='stSelectbox']").first  # the checkpoint menu shows the new generator
+            assert "/diffusion-cosine" in menu.inner_html()
+            for label, value in (("Images", "2"), ("Steps", "2")):
+                box = page.get_by_role("spinbutton", name=label, exact=True)
+                box.fill(value)
+                box.press("Enter")
+                page.wait_for_timeout(1000)
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.get_by_text("seed 1", exact=True).wait_for(timeout=60_000)
+            assert page.locator("[data-testid='stImage'] img").count() == 2
             browser.close()
-        fits = list(runs_dir.glob("*/fit-state.json"))
-        assert len(fits) == 1
         state = json.loads(fits[0].read_text())
-        assert state["state"] == "stopped" and state["identity"]["attributes"] == ["shape", "color"]
-        assert not (runs_dir / jobs.LOCK).exists()  # the fit's process is gone: the lock was cleared
+        assert state["state"] == "done"
     finally:
         server.terminate()
         try:
