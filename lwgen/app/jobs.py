@@ -201,12 +201,17 @@ def write_lock(pid: int, out: Path, argv: list[str]) -> None:
 
 
 # --- launch, stop, resume ----------------------------------------------------------------------------------
+def training_threads() -> int:
+    """Torch threads of a training started from the app: every core but one, which stays with the app."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def fit_argv(data: Path, attributes: list[str], minutes: float, out: Path, schedule: str = "both",
              csv: str = "annotations.csv", file_column: str = "file", text_column: str = "", skip_bad: bool = False,
              force: bool = False, extra: list[str] | None = None) -> list[str]:
     """The `lwgen fit` arguments of the page's choices (without the leading `lwgen`)."""
     argv = ["fit", "--data", str(data), "--attributes", *attributes, "--minutes", f"{minutes:g}", "--out", str(out),
-            "--schedule", schedule, "--csv", csv, "--file-column", file_column]
+            "--schedule", schedule, "--csv", csv, "--file-column", file_column, "--threads", str(training_threads())]
     if text_column:
         argv += ["--text-column", text_column]
     if skip_bad:
