@@ -125,8 +125,13 @@ def start_form(choice: dict, report) -> None:
     quick = c1.toggle(f"Quick preview ({QUICK_MINUTES:g} min)", key="train:quick")
     minutes = QUICK_MINUTES if quick else c1.number_input("Budget (minutes)", 1.0, 24 * 60.0, DEFAULT_MINUTES, 5.0,
                                                           key="train:minutes")
-    schedule = c2.selectbox("Noise schedule", ("both", "cosine", "linear"), key="train:schedule",
-                            help="both trains one generator per schedule, one after the other")
+    if quick:  # one generator gets the whole budget, with the short-run settings (`lwgen fit` adds them)
+        schedule = "linear"
+        c2.caption("Quick preview: one generator (linear schedule) with the settings that learn fastest in short "
+                   "runs.")
+    else:
+        schedule = c2.selectbox("Noise schedule", ("both", "cosine", "linear"), key="train:schedule",
+                                help="both trains one generator per schedule, one after the other")
     name = c3.text_input("Output name", value=re.sub(r"[^A-Za-z0-9._-]+", "-", choice["data"].name).strip("-._")
                          + "-fit", key="train:name",
                          help="the fit is written to runs/NAME")

@@ -61,6 +61,20 @@ def test_budget_shares_follow_the_recipe():
     assert one["autoencoder"] == pytest.approx(13.5) and one["diffusion-cosine"] == pytest.approx(40.5)
 
 
+def test_short_diffusion_stages_get_the_short_run_settings(tmp_path):
+    from lwgen.fit.plan import SHORT_RUN_FLAGS, FitOptions, stages
+
+    def diffusion_argv(minutes: float, extra: list[str]) -> list[str]:
+        opts = FitOptions(tmp_path, ["shape"], minutes, tmp_path / "out", schedule="linear",
+                          extra={"diffusion": extra})
+        return next(s.argv for s in stages(opts, "annotations.csv") if s.name == "diffusion-linear")
+
+    short = diffusion_argv(5, ["--lr", "1e-3"])
+    assert " ".join(SHORT_RUN_FLAGS) in " ".join(short)
+    assert short.index("--lr") < len(short) - 2 and short[-2:] == ["--lr", "1e-3"]  # the user's flags come last
+    assert "4.2e-3" not in diffusion_argv(60, [])  # from 30 minutes on the defaults win (docs/experiments.md 6)
+
+
 def test_fit_writes_stages_card_and_grids(fitted, shapes_dir):
     assert fitted["rc"] == 0, fitted["printed"]
     out, printed = fitted["out"], fitted["printed"]

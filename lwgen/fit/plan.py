@@ -15,6 +15,11 @@ AUTOENCODER_WEIGHT = 1.0
 DIFFUSION_WEIGHT = 3.0
 SCHEDULES = {"cosine": ("cosine",), "linear": ("linear",), "both": ("cosine", "linear")}
 EXTRA_FLAGS = ("autoencoder", "diffusion", "classifier", "eval")
+# Short runs: the settings that won at 10 minutes in docs/experiments.md section 6 (higher learning rate, a
+# bigger batch, a narrower U-Net, no min-SNR weighting); the defaults win from 30 minutes on.
+SHORT_RUN_MINUTES = 10.0
+SHORT_RUN_FLAGS = ("--lr", "4.2e-3", "--batch", "128", "--unet-base-channels", "48", "--min-snr-gamma", "0",
+                   "--cond-drop", "0.2")
 
 
 @dataclass
@@ -58,6 +63,11 @@ def budget(minutes: float, schedules: tuple[str, ...]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in shares.items()}
 
 
+def short_run_flags(minutes: float) -> tuple[str, ...]:
+    """The diffusion flags of a stage of less than SHORT_RUN_MINUTES (--diffusion-args, given later, override)."""
+    return SHORT_RUN_FLAGS if minutes < SHORT_RUN_MINUTES else ()
+
+
 def parse_extra(text: str, flag: str) -> list[str]:
     """A quoted string of extra flags ("--unet-base-channels 16 --batch 8") -> argv items."""
     try:
@@ -91,6 +101,7 @@ def stages(opts: FitOptions, csv: str) -> list[Stage]:
                                                "--autoencoder", str(ae), "--schedule", s,
                                                "--text-column", opts.text_column, *sample_minutes,
                                                "--out", str(d), "--minutes", f"{minutes[f'diffusion-{s}']:g}",
+                                               *short_run_flags(minutes[f"diffusion-{s}"]),
                                                *opts.extra.get("diffusion", [])],
                             minutes[f"diffusion-{s}"], d, schedule=s))
     for s in schedules:
