@@ -62,10 +62,11 @@ def config_argv(parser: argparse.ArgumentParser, values: dict[str, Any], source:
     tokens: list[str] = []
     for key, value in values.items():
         dest = str(key).lstrip("-").replace("-", "_")
-        action = by_dest.get(dest)
-        if action is None:
+        found = by_dest.get(dest)
+        if found is None:
             valid = ", ".join(sorted(a.option_strings[0].lstrip("-") for a in by_dest.values()))
             raise ValueError(f"{source}: unknown setting {key!r}; valid settings: {valid}")
+        action = found
         if value is None:
             continue
         flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])

@@ -47,7 +47,7 @@ def sample_ddim(denoise: Denoise, x: torch.Tensor, timesteps: torch.Tensor, alph
         eps = (x - a ** 0.5 * x0) / (1 - a) ** 0.5
         sigma = eta * ((1 - a_next) / (1 - a) * (1 - a / a_next)) ** 0.5 if a_next < 1 else 0.0
         x = a_next ** 0.5 * x0 + max(1 - a_next - sigma ** 2, 0.0) ** 0.5 * eps
-        if sigma > 0:
+        if sigma > 0 and noise is not None:  # eta > 0 without noise was refused above
             x = x + sigma * noise()
         if callback is not None:
             callback({"i": i, "n": n, "t": int(t), "x": x, "x0": x0})
@@ -68,7 +68,8 @@ def sample_dpmpp_2m(denoise: Denoise, x: torch.Tensor, timesteps: torch.Tensor, 
     n = len(timesteps)
     lam = [0.5 * (torch.tensor(a).log() - torch.tensor(1 - a).log()).item() if a < 1 else float("inf")
            for a in abars]
-    x0_prev, h_prev = None, None
+    x0_prev: torch.Tensor | None = None
+    h_prev = 0.0  # set with x0_prev
     for i, t in enumerate(timesteps):
         a, a_next = abars[i], abars[i + 1]
         x0 = denoise(x, _step_t(x, t))

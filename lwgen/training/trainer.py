@@ -43,7 +43,8 @@ class _SigtermAsInterrupt:
     """While active (main thread only), SIGTERM raises Terminated, except during a save, which it lets finish."""
 
     def __init__(self) -> None:
-        self.saving, self.pending, self.previous = False, False, None
+        self.saving, self.pending = False, False
+        self.previous: Any = None  # the SIGTERM handler before ours
 
     def _handler(self, signum, frame) -> None:
         if self.saving:
@@ -104,7 +105,8 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
-        self.step, self.elapsed, self.history = 0, 0.0, []
+        self.step, self.elapsed = 0, 0.0
+        self.history: list[list[float]] = []  # [step, loss, seconds]
         self.images_seen = 0
         self.last_loss: float | None = None
         self._signals: _SigtermAsInterrupt | None = None
@@ -232,6 +234,7 @@ class Trainer:
         self._preview_file = PREVIEW
 
     def _preview_now(self, log: Loggers) -> None:
+        assert self.preview is not None
         grid = self.preview(self.ema)
         log.image("samples", grid, self.step)
         self._save_preview(grid)
