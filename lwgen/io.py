@@ -3,10 +3,12 @@ permissions of the process umask, and a check that an output location can be wri
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -140,3 +142,13 @@ def describe_os_error(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         cause = "no space left on the disk"
     return f"{where}: {cause}" if where is not None else cause
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in a file, or None when the file is missing, unreadable, not JSON or not an object (for
+    displays that show what they can: status files rewritten while they are read, optional scores)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

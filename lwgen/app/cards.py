@@ -1,12 +1,12 @@
 """What a Models-page card says about a checkpoint: size, cost, schedule, training record and metrics."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..io import read_json_object
 from ..models import count_parameters, forward_gmacs
 from ..record import CheckpointRecord
 
@@ -52,14 +52,6 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
 _SKIP = {"checkpoint", "classifier", "kind"}
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def eval_files(folder: str | Path) -> dict[str, dict[str, Any]]:
     """The scores beside a checkpoint: {"": eval.json, "group": eval-group.json, ...} (`lwgen eval --condition X
     --out <checkpoint>/eval-X.json`), the readable ones only."""
@@ -67,7 +59,7 @@ def eval_files(folder: str | Path) -> dict[str, dict[str, Any]]:
     for path in sorted(Path(folder).glob("eval*.json")):
         stem = path.stem
         if stem == "eval" or stem.startswith("eval-"):
-            data = _read_json(path)
+            data = read_json_object(path)
             if data is not None:
                 out[stem[5:]] = data
     return out
@@ -113,7 +105,7 @@ GLOSSARY: list[tuple[str, str, str]] = [
 def weak_values(folder: str | Path, attribute: str, ratio: float = 0.75) -> dict[str, tuple[float, float]]:
     """Values of `attribute` whose samples, given that value alone, the classifier recognises less than `ratio`
     times as often as real images of it ({value: (sample top-1, real top-1)}), from eval-ATTRIBUTE.json."""
-    data = _read_json(Path(folder) / f"eval-{attribute}.json") or {}
+    data = read_json_object(Path(folder) / f"eval-{attribute}.json") or {}
     per = data.get(f"per_{attribute}") or {}
     weak = {}
     for value, acc in per.items():

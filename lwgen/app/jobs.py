@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from ..data.annotations import read_csv
 from ..fit.state import CARD, LOG, STATE, read_state
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_json_object
 from ..training.trainer import STATUS
 from .paths import runs_root
 
@@ -307,14 +307,6 @@ class Progress:
         return "stopped" if phase == "running" else phase  # its process is gone: killed without a word
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def log_tail(path: Path, lines: int = 30) -> str:
     try:
         with open(path, "rb") as f:
@@ -329,13 +321,13 @@ def progress(out: Path) -> Progress:
     """Read a fit's progress from its folder (fit-state.json, the current stage's status.json, fit.json, fit.log)."""
     lock = read_lock()
     running = lock is not None and Path(lock.get("out", "")).resolve() == out.resolve()
-    state = _read_json(out / STATE)
+    state = read_json_object(out / STATE)
     status = None
     if state and state.get("current"):
         path = (state["stages"].get(state["current"]) or {}).get("path")
         if path and state["current"].startswith(("diffusion-", "autoencoder")):  # the stages a Trainer runs
-            status = _read_json(Path(path) / STATUS)
-    card = _read_json(out / CARD) if (state or {}).get("state") == "done" else None
+            status = read_json_object(Path(path) / STATUS)
+    card = read_json_object(out / CARD) if (state or {}).get("state") == "done" else None
     return Progress(out, state, running, status, card, log_tail(out / LOG), (state or {}).get("stage_names", []))
 
 
