@@ -10,6 +10,7 @@ import torch
 
 from . import __version__, limits
 from .checkpoint import CheckpointError
+from .config_args import add_guidance_interval_arg, guidance_interval
 from .data import DataError
 from .diffusion.samplers import SAMPLERS
 from .pipeline import DEFAULT_GUIDANCE, ConditionError
@@ -43,6 +44,7 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
                    help="sampler: DPM-Solver++(2M), DDIM or DDPM")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="classifier-free guidance scale (1 = none; 0 = the condition is ignored)")
+    add_guidance_interval_arg(p)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--upscale", action="store_true", help="also apply the x4 up-scaler")
     p.add_argument("--upscaler", type=Path, default=shipped_root() / "upscaler-x4",
@@ -76,6 +78,7 @@ def run_sample(args: argparse.Namespace) -> int:
     limits.check_sampling(args.steps, args.guidance, args.n, args.seed,
                           names={"steps": "--steps", "guidance": "--guidance", "count": "-n", "seed": "--seed"})
     limits.check("nrow", args.nrow, "--nrow")
+    interval = guidance_interval(args.guidance_interval)
     fmt = image_format(args.out)
     out = Path(args.out)
     check_writable_file(out)  # before sampling, not after
@@ -85,7 +88,7 @@ def run_sample(args: argparse.Namespace) -> int:
     text = model.encode_prompt(args.prompt, args.n)
     images = model.generate(model.condition(labels, text), seeds=[args.seed + i for i in range(args.n)],
                             steps=args.steps, sampler=args.sampler, guidance=args.guidance, bf16=not args.fp32,
-                            batch=64)
+                            batch=64, interval=interval)
     if args.upscale:
         images = UpscaleModel.from_checkpoint(args.upscaler).upscale(images, bf16=not args.fp32)
     nrow = args.nrow or max(1, int(round(args.n ** 0.5)))

@@ -88,3 +88,25 @@ def config_argv(parser: argparse.ArgumentParser, values: dict[str, Any], source:
         else:
             tokens += [flag, str(value)]
     return tokens
+
+
+def add_guidance_interval_arg(parser: argparse.ArgumentParser) -> None:
+    """`--guidance-interval LO HI`: the noise levels sigma at which guidance applies (default: lwgen's)."""
+    from .pipeline import DEFAULT_GUIDANCE_INTERVAL
+
+    default = "every step" if DEFAULT_GUIDANCE_INTERVAL is None else "{:g} {:g}".format(*DEFAULT_GUIDANCE_INTERVAL)
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=DEFAULT_GUIDANCE_INTERVAL,
+                        metavar=("LO", "HI"),
+                        help="apply guidance only at noise levels LO <= sigma <= HI, sigma = sqrt((1 - abar) / abar);"
+                             f" the other steps skip the unconditional pass (default: {default})")
+
+
+def guidance_interval(values: list[float] | tuple[float, float] | None,
+                      name: str = "--guidance-interval") -> tuple[float, float] | None:
+    """The parsed interval as a tuple, with an error naming the flag when it is empty or negative."""
+    if values is None:
+        return None
+    lo, hi = (float(v) for v in values)
+    if not (0 <= lo < hi):
+        raise ValueError(f"{name}: expected 0 <= LO < HI, got {lo:g} {hi:g}")
+    return lo, hi

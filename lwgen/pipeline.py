@@ -32,6 +32,17 @@ from .precision import autocast
 
 ANY = "any"
 DEFAULT_GUIDANCE = 7.0  # classifier-free guidance scale of the CLI, the app and evaluation
+# Noise levels sigma = sqrt((1 - abar) / abar) at which guidance applies (Kynkaanniemi et al. 2024, "Applying
+# guidance in a limited interval"); outside it the conditional prediction alone is used, which also skips the
+# unconditional pass. None = every step.
+DEFAULT_GUIDANCE_INTERVAL: tuple[float, float] | None = None
+
+
+def within(abar: torch.Tensor, interval: tuple[float, float]) -> bool:
+    """Whether the noise level sigma = sqrt((1 - abar) / abar) of one step lies in [lo, hi]."""
+    a = float(abar)
+    sigma = float("inf") if a <= 0 else ((1 - a) / a) ** 0.5
+    return interval[0] <= sigma <= interval[1]
 
 
 class ConditionError(ValueError):
@@ -199,16 +210,17 @@ class DiffusionModel(nn.Module):
         return self.unet(x_t, t, cond)
 
     # --- sampling ---------------------------------------------------------------------------------------
-    def denoiser(self, cond: torch.Tensor, guidance: float = 1.0, bf16: bool = True,
-                 clip: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """A ``denoise(x_t, t) -> x0`` closure with classifier-free guidance (Ho & Salimans 2022)."""
+    def denoiser(self, cond: torch.Tensor, guidance: float = 1.0, bf16: bool = True, clip: bool = True,
+                 interval: tuple[float, float] | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A ``denoise(x_t, t) -> x0`` closure with classifier-free guidance (Ho & Salimans 2022), applied at the
+        noise levels sigma within `interval` (all of them when None)."""
         pred = self.schedule.prediction
         uncond = self.null_condition(cond.shape[0]) if guidance != 1.0 else None
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             abar = self.alphas_cumprod[t]
             with autocast(bf16, x.device):
-                if uncond is None:
+                if uncond is None or (interval is not None and not within(abar[0], interval)):
                     out = self.unet(x, t, cond).float()
                 else:
                     both = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond])).float()
@@ -223,13 +235,15 @@ class DiffusionModel(nn.Module):
     def generate(self, cond: torch.Tensor, seeds: Sequence[int], steps: int = 20, sampler: str = "dpmpp",
                  guidance: float = DEFAULT_GUIDANCE, callback: Callable[[dict], None] | None = None, bf16: bool = True,
                  eta: float | None = None, noise: torch.Tensor | None = None, batch: int = 0,
-                 progress: Callable[[float], None] | None = None) -> torch.Tensor:
+                 progress: Callable[[float], None] | None = None,
+                 interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL) -> torch.Tensor:
         """Sample images in [-1, 1], (B, 3, R, R); image i depends only on seeds[i] and cond[i].
 
         `batch` > 0 samples that many images at a time (the same images, less memory); `progress(fraction done)`
-        is called after every sampler step. `noise` (B, C, r, r) replaces the seeded initial noise (the U-Net's
-        input shape: see `noise_shape`); the callback's "x" and "x0" are in that space too, for the images of
-        the current batch (`from_latent` turns them into images).
+        is called after every sampler step; `interval` (lo, hi) limits guidance to noise levels lo <= sigma <= hi.
+        `noise` (B, C, r, r) replaces the seeded initial noise (the U-Net's input shape: see `noise_shape`); the
+        callback's "x" and "x0" are in that space too, for the images of the current batch (`from_latent` turns
+        them into images).
         """
         n = len(seeds)
         if cond.shape[0] != n:
@@ -246,19 +260,19 @@ class DiffusionModel(nn.Module):
                     progress((start + (stop - start) * (info["i"] + 1) / info["n"]) / n)
 
             out.append(self._sample(cond[start:stop], seeds[start:stop], steps, sampler, guidance, step, bf16, eta,
-                                    None if noise is None else noise[start:stop]))
+                                    None if noise is None else noise[start:stop], interval))
         return torch.cat(out) if out else torch.zeros(0, 3, self.resolution, self.resolution)
 
     def _sample(self, cond: torch.Tensor, seeds: Sequence[int], steps: int, sampler: str, guidance: float,
                 callback: Callable[[dict], None], bf16: bool, eta: float | None,
-                noise: torch.Tensor | None) -> torch.Tensor:
+                noise: torch.Tensor | None, interval: tuple[float, float] | None = None) -> torch.Tensor:
         shape = self.noise_shape
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         x = per_sample_noise(shape, gens) if noise is None else noise.clone()
         fn = get_sampler(sampler)
         kwargs = {"eta": eta} if (eta is not None and sampler == "ddim") else {}
         ts = spaced_timesteps(steps, self.schedule.timesteps)
-        z = fn(self.denoiser(cond, guidance, bf16), x, ts, self.alphas_cumprod,
+        z = fn(self.denoiser(cond, guidance, bf16, interval=interval), x, ts, self.alphas_cumprod,
                noise=lambda: per_sample_noise(shape, gens), callback=callback, **kwargs)
         return self.from_latent(z, bf16)
 

@@ -137,6 +137,8 @@ def test_csv_paths_must_stay_in_the_data_folder(tmp_path):
     (["--nrow", "-3"], "--nrow"), (["--seed", str(2**64 - 1)], "--seed"), (["-n", "0"], "-n"),
     (["--steps", "0"], "--steps"), (["--out", "{tmp}/grid.gif"], "unknown image extension"),
     (["--out", "{tmp}/dir/"], "is a folder"),
+    (["--guidance-interval", "2", "1"], "--guidance-interval"),
+    (["--guidance-interval", "-1", "1"], "--guidance-interval"),
 ])
 def test_sample_refuses_bad_numbers_before_work(tiny_checkpoints, tmp_path, capsys, flags, named):
     (tmp_path / "dir").mkdir()

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lwgen.diffusion import ScheduleConfig
+from lwgen.diffusion import ScheduleConfig, spaced_timesteps
 from lwgen.models import (
     NULL,
     AttributeEmbedder,
@@ -18,7 +18,7 @@ from lwgen.models import (
     forward_gmacs,
     reconstruction_loss,
 )
-from lwgen.pipeline import ConditionError, DiffusionModel
+from lwgen.pipeline import ConditionError, DiffusionModel, within
 
 
 @pytest.mark.parametrize("cfg", [
@@ -113,6 +113,26 @@ def test_generation_is_deterministic_and_batch_independent():
         assert torch.equal(a, c)
         assert torch.allclose(a[1:2], b, atol=1e-5)
     assert a.shape == (3, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+
+
+def test_guidance_interval_limits_guidance_to_its_noise_levels():
+    torch.manual_seed(0)
+    m = _model().eval()
+    for p in m.parameters():  # no zero-initialised layer: the condition and the input reach the output
+        if p.dim() > 1 and not p.abs().sum():
+            torch.nn.init.normal_(p, std=0.05)
+    cond = m.condition(torch.tensor([[0, 1], [1, 0]]))
+    kw = dict(seeds=[1, 2], steps=4, sampler="ddim", bf16=False)
+    guided = m.generate(cond, guidance=5.0, **kw)
+    assert torch.equal(m.generate(cond, guidance=5.0, interval=(0.0, float("inf")), **kw), guided)
+    nowhere = m.generate(cond, guidance=5.0, interval=(1e6, 2e6), **kw)  # no step is that noisy
+    assert torch.equal(nowhere, m.generate(cond, guidance=1.0, **kw))
+    abar = m.alphas_cumprod
+    sigmas = sorted(float(((1 - abar[t]) / abar[t]) ** 0.5) for t in spaced_timesteps(4, m.schedule.timesteps))
+    high = m.generate(cond, guidance=5.0, interval=(sigmas[2], float("inf")), **kw)  # the two noisier steps only
+    assert not torch.equal(high, guided) and not torch.equal(high, nowhere) and not torch.equal(guided, nowhere)
+    assert within(abar[-1], (1.0, float("inf"))) and not within(abar[0], (1.0, float("inf")))
+    assert within(torch.tensor(0.5), (1.0, 1.0))  # sigma of abar 0.5 is 1
 
 
 def test_autoencoder_shapes_and_factor():

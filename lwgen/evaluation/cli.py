@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import CONFIG, CheckpointError, read_config, write_json
+from ..config_args import add_guidance_interval_arg, guidance_interval
 from ..data import DataError, ImageTable
 from ..diffusion.samplers import SAMPLERS
 from ..pipeline import DEFAULT_GUIDANCE
@@ -51,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="sampler: DPM-Solver++(2M), DDIM or DDPM")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance scale (default: {DEFAULT_GUIDANCE:g})")
+    add_guidance_interval_arg(p)
     p.add_argument("--condition", default="rows",
                    help="what a generator is given: 'rows' (the attributes of held-out rows), the name of one "
                         "attribute (each of its values alone, e.g. group or subgroup: the app's usual path; adds "
@@ -298,7 +300,8 @@ def run_eval(args: argparse.Namespace) -> int:
         result = evaluate_generator(model, classifier, table, n=args.n, steps=args.steps, sampler=args.sampler,
                                     guidance=args.guidance, batch=args.batch, seed=args.seed, progress=progress,
                                     bf16=not args.fp32, cache=not args.no_cache, condition=args.condition,
-                                    prompt_column=args.prompt_column)
+                                    prompt_column=args.prompt_column,
+                                    interval=guidance_interval(args.guidance_interval))
         result["classifier"] = str(path)
     elif kind == "upscaler":
         path = None if args.data is not None else pick_classifier(args.checkpoint, {}, args.classifier, required=False)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..checkpoint import CheckpointError, read_tensors, write_tensors
 from ..data import DataError, ImageTable, downsample
 from ..data.cache import CACHE_DIR
-from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, DiffusionModel, UpscaleModel
+from ..pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, AutoencoderModel, DiffusionModel, UpscaleModel
 from ..precision import autocast
 from ..record import CheckpointRecord
 from .classifier import Classifier
@@ -141,7 +141,8 @@ def _accuracies(classifier: Classifier, logits: dict[str, torch.Tensor], targets
 def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table: ImageTable, n: int = 2000,
                        steps: int = 20, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE, batch: int = 64,
                        seed: int = 0, progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
-                       condition: str = ROWS, prompt_column: str | None = None) -> dict[str, Any]:
+                       condition: str = ROWS, prompt_column: str | None = None,
+                       interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL) -> dict[str, Any]:
     """Generate n images and compare them with the real (val) images.
 
     `condition` says what the generator is given: "rows" the attributes of real rows, the name of one attribute
@@ -176,7 +177,7 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
             t0 = time.perf_counter()
             images = model.generate(model.condition(lab, None if text is None else text[start:start + batch]),
                                     seeds=cond.seeds[start:start + len(lab)], steps=steps, sampler=sampler,
-                                    guidance=guidance, bf16=bf16)
+                                    guidance=guidance, bf16=bf16, interval=interval)
             seconds += time.perf_counter() - t0
             f, lg = classifier.embed(quantize(images))
             feats.append(f)
@@ -215,7 +216,8 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
             result["steering_ratio"] = round(ours["steering"] / theirs["steering"], 3) if theirs["steering"] else None
         result["values"] = len(cond.value_names)
     result.update({"n": n, "n_real": len(real_table), "resolution": r, "steps": steps, "sampler": sampler,
-                   "guidance": guidance, "seed": seed, "pr_samples": m, "k": k})
+                   "guidance": guidance, "guidance_interval": list(interval) if interval else None, "seed": seed,
+                   "pr_samples": m, "k": k})
     if dropped and cond.mode == ROWS:  # values of held-out rows that the generator never saw
         result["unconditioned"] = dropped
     return result
