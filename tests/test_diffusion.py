@@ -69,6 +69,10 @@ def test_min_snr_weight():
     assert torch.allclose(loss_weight(abar, "v", 5.0), snr.clamp(max=5) / (snr + 1))
     assert torch.allclose(loss_weight(abar, "eps", 5.0), snr.clamp(max=5) / snr)
     assert torch.equal(loss_weight(abar, "v", None), torch.ones(3))
+    # the floor lifts only the noisiest step (SNR 0.0101 < 1): its x0 weight becomes 1, so its v weight 1 / (SNR + 1)
+    floored = loss_weight(abar, "v", 5.0, snr_floor=1.0)
+    assert torch.allclose(floored[:2], loss_weight(abar, "v", 5.0)[:2])
+    assert torch.allclose(floored[2], 1 / (snr[2] + 1)) and floored[2] > 50 * loss_weight(abar, "v", 5.0)[2]
 
 
 def test_spaced_timesteps():

@@ -116,13 +116,16 @@ class Batcher:
             self._cv.notify()
         shown = ("", 0.0)
         try:
-            while not req.done.wait(poll):
-                if cancel is not None and cancel.is_set():
+            while True:
+                finished = req.done.wait(poll)
+                if cancel is not None and cancel.is_set() and not finished:
                     raise Cancelled()
                 now = (req.message, req.fraction)
                 if progress is not None and now[0] and now != shown:
-                    shown = now
+                    shown = now  # the last state is told too, even when sampling ended between two polls
                     progress(now[1], now[0])
+                if finished:
+                    break
         except BaseException:
             req.cancelled = True  # the batch drops it, and stops when no request is left
             raise

@@ -28,10 +28,15 @@ def to_x0(x_t: torch.Tensor, out: torch.Tensor, abar: torch.Tensor, prediction: 
     return alpha * x_t - sigma * out
 
 
-def loss_weight(abar: torch.Tensor, prediction: str, min_snr_gamma: float | None) -> torch.Tensor:
-    """Min-SNR-gamma weight (Hang et al. 2023) expressed for the eps or v loss; ones when gamma is None."""
+def loss_weight(abar: torch.Tensor, prediction: str, min_snr_gamma: float | None,
+                snr_floor: float = 0.0) -> torch.Tensor:
+    """Min-SNR-gamma weight (Hang et al. 2023) expressed for the eps or v loss; ones when gamma is None or 0.
+
+    As a weight on the x0 error it is min(SNR, gamma); `snr_floor` raises it to max(that, floor) at the noisiest
+    steps (the "truncated SNR" max(SNR, 1) of Salimans & Ho 2022), where min-SNR alone all but ignores them.
+    """
     if not min_snr_gamma:
         return torch.ones_like(abar)
     snr = abar / (1 - abar)
-    clipped = snr.clamp(max=min_snr_gamma)
+    clipped = snr.clamp(min=min(snr_floor, min_snr_gamma), max=min_snr_gamma)
     return clipped / (snr + 1) if prediction == "v" else clipped / snr

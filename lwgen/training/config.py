@@ -21,6 +21,7 @@ class TrainConfig:
         "ema_decay": "decay of the exponential moving average of the weights that checkpoints keep",
         "grad_clip": "clip the gradient norm to this value (0: no clipping)",
         "min_snr_gamma": "min-SNR loss weighting gamma (Hang et al. 2023); 0 weighs every noise level alike",
+        "snr_floor": "the min-SNR weight of the x0 error is at least this at the noisiest steps (0: min-SNR alone)",
         "cond_drop": "probability of dropping the whole condition, the unconditional branch of guidance",
         "attr_drop": "probability of dropping each attribute on its own, so a group or subgroup alone is trained",
         "text_drop": "probability of dropping the text, so attributes alone are trained",
@@ -34,7 +35,7 @@ class TrainConfig:
         "sample_minutes": "minutes between preview grids (0: none)",
     }
     DIFFUSION_ONLY: ClassVar[tuple[str, ...]] = (
-        "min_snr_gamma", "cond_drop", "attr_drop", "text_drop", "balance_power", "balance_attribute")
+        "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "balance_power", "balance_attribute")
 
     batch: int = 64
     lr: float = 2e-3
@@ -46,6 +47,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     min_snr_gamma: float = 5.0
+    snr_floor: float = 0.0
     cond_drop: float = 0.1
     attr_drop: float = 0.5
     text_drop: float = 0.5

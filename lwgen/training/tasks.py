@@ -83,7 +83,7 @@ class DiffusionTask:
             out = model(x_t, t, model.condition(labels, text))
         pred = model.schedule.prediction
         per_sample = (out.float() - target(x0, noise, abar, pred)).pow(2).mean(dim=(1, 2, 3))
-        return (per_sample * loss_weight(abar, pred, c.min_snr_gamma)).mean()
+        return (per_sample * loss_weight(abar, pred, c.min_snr_gamma, c.snr_floor)).mean()
 
 
 class UpscalerTask:
