@@ -160,7 +160,9 @@ def init_weights(model: DiffusionModel, folder: Path) -> list[str]:
     return sorted({k.split(".")[1] for k in missing})
 
 
-def _init_record(folder: Path, config: dict) -> dict:
+def init_record(folder: Path, config: dict) -> dict:
+    """What a warm start began from (kept in the new checkpoint's config): the checkpoint, its steps and the
+    training time behind it, earlier warm starts included."""
     progress = config.get("progress", {})
     earlier = config.get("init") or {}
     return {"checkpoint": str(folder), "steps": progress.get("step"), "images_seen": progress.get("images_seen"),
@@ -206,7 +208,7 @@ def prepare(recipe: DiffusionRecipe, resume: Path | None = None, progress: bool 
         "text": {"column": data.text_column if data.text_column in table.extra.columns else None,
                  "encoder": ENCODER} if model.takes_text else None}
     if start:
-        meta["init"] = _init_record(recipe.init, start)  # type: ignore[arg-type]
+        meta["init"] = init_record(recipe.init, start)  # type: ignore[arg-type]
     elif prev and prev.get("init"):
         meta["init"] = prev["init"]
     return Run(recipe, model, table, weights, text, latent_stats=start is None and not (prev or {}).get("init"),

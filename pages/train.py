@@ -12,6 +12,7 @@ from lwgen.app.figures import loss_figure
 from lwgen.app.navigation import require_app
 from lwgen.app.paths import display_path, runs_root
 from lwgen.fit import budget, check_data, read_state
+from lwgen.fit.cli import autoencoder_init
 from lwgen.fit.plan import SCHEDULES
 from lwgen.fit.state import identity
 
@@ -140,8 +141,10 @@ def start_form(choice: dict, report) -> None:
         eval_n = e1.number_input("Images generated to score each generator", 8, 5000, 300, 50, key="train:eval_n",
                                  help="more images: steadier metrics, longer evaluation after training")
         grid_n = e2.number_input("Images per sample grid", 1, 64, 8, 1, key="train:grid_n")
-    shares = budget(minutes, SCHEDULES[schedule])
+    fine_tune = autoencoder_init("shipped") is not None
+    shares = budget(minutes, SCHEDULES[schedule], fine_tune=fine_tune)
     st.caption("Budget per stage: " + ", ".join(f"{k} {v:.1f} min" for k, v in shares.items())
+               + (" (the autoencoder fine-tunes the shipped one)" if fine_tune else "")
                + "; then each generator is scored and one sample grid per value of "
                + f"`{choice['attributes'][0]}` is drawn.")
     problem, force = None, False

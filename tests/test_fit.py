@@ -59,6 +59,8 @@ def test_budget_shares_follow_the_recipe():
     assert sum(both.values()) == pytest.approx(60, abs=1e-2)
     one = budget(60, ("cosine",))
     assert one["autoencoder"] == pytest.approx(13.5) and one["diffusion-cosine"] == pytest.approx(40.5)
+    tuned = budget(60, ("cosine",), fine_tune=True)  # fine-tuning an autoencoder leaves the generator more time
+    assert tuned["autoencoder"] == pytest.approx(4.154, abs=1e-3) and tuned["diffusion-cosine"] == pytest.approx(49.846)
 
 
 def test_short_diffusion_stages_get_the_short_run_settings(tmp_path):
@@ -73,6 +75,27 @@ def test_short_diffusion_stages_get_the_short_run_settings(tmp_path):
     assert " ".join(SHORT_RUN_FLAGS) in " ".join(short)
     assert short.index("--lr") < len(short) - 2 and short[-2:] == ["--lr", "1e-3"]  # the user's flags come last
     assert "4.2e-3" not in diffusion_argv(60, [])  # from 30 minutes on the defaults win (docs/experiments.md 6)
+
+
+def test_the_autoencoder_stage_fine_tunes_the_shipped_autoencoder_unless_told_otherwise(tmp_path, monkeypatch):
+    from lwgen.fit.cli import autoencoder_init
+    from lwgen.fit.plan import FitOptions, stages
+    from lwgen.shipped import shipped_root
+
+    shipped = shipped_root() / "emoji-autoencoder"
+    assert autoencoder_init("shipped") == shipped
+    opts = FitOptions(tmp_path, ["shape"], 5, tmp_path / "out", autoencoder_init=shipped)
+    argv = stages(opts, "annotations.csv")[0].argv
+    assert argv[argv.index("--init") + 1] == str(shipped)
+    assert "--init" not in stages(FitOptions(tmp_path, ["shape"], 5, tmp_path / "out"), "annotations.csv")[0].argv
+    assert autoencoder_init("shipped", ["--ae-channels", "8", "16"]) is None  # an architecture of one's own
+    assert autoencoder_init("shipped", ["--size", "32"]) is None
+    assert autoencoder_init("None") is None
+    assert autoencoder_init(str(shipped)) == shipped
+    with pytest.raises(ValueError, match=f"--autoencoder-init {tmp_path}: no checkpoint there"):
+        autoencoder_init(str(tmp_path))
+    monkeypatch.setenv("LWGEN_SHIPPED", "0")
+    assert autoencoder_init("shipped") is None
 
 
 def test_fit_writes_stages_card_and_grids(fitted, shapes_dir):

@@ -110,3 +110,30 @@ def test_cli_train_and_sample(shapes_dir, tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "missing"), "--out", str(grid)]) == 2
     assert main(["info", "--checkpoint", str(out)]) == 0
     assert "GMAC per forward" in capsys.readouterr().out
+
+
+def test_autoencoder_fine_tune_starts_from_the_init_weights(shapes_dir, tiny_checkpoints, tmp_path, capsys):
+    """`train autoencoder --init`: the init's architecture and weights, recorded in the config; a conflicting
+    architecture flag or a checkpoint of another kind is refused, naming it."""
+    base = ["train", "autoencoder", "--data", str(shapes_dir), "--load-size", "32", "--size", "32", "--batch", "8",
+            "--warmup", "1", "--threads", "1", "--no-progress"]
+    tiny = ["--ae-channels", "8", "16", "--ae-groups", "4"]
+    assert main([*base, *tiny, "--out", str(tmp_path / "ae"), "--steps", "3"]) == 0
+    # one step at a vanishing learning rate: the fine-tune's weights are the init's
+    assert main([*base, "--init", str(tmp_path / "ae"), "--out", str(tmp_path / "ft"), "--steps", "1",
+                 "--lr", "1e-12"]) == 0
+    assert "started from " + str(tmp_path / "ae") in capsys.readouterr().out
+    (_, init), (config, tuned) = load_checkpoint(tmp_path / "ae"), load_checkpoint(tmp_path / "ft")
+    assert config["autoencoder"]["channels"] == [8, 16]
+    assert config["init"]["checkpoint"] == str(tmp_path / "ae") and config["init"]["steps"] == 3
+    for name, w in init.items():
+        if name.startswith("ema."):
+            assert torch.allclose(tuned[name], w, atol=1e-6), name
+    assert main([*base, "--init", str(tmp_path / "ae"), "--ae-channels", "8", "32", "--out",
+                 str(tmp_path / "x"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--init {tmp_path / 'ae'} has another architecture: --ae-channels 8 32 (checkpoint: 8 16)" in err
+    assert main([*base, "--init", str(tmp_path / "ft" / "missing"), "--out", str(tmp_path / "y"), "--steps", "1"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main([*base, "--init", str(tiny_checkpoints["cosine"]), "--out", str(tmp_path / "z"), "--steps", "1"]) == 2
+    assert "not an autoencoder checkpoint (kind='diffusion')" in capsys.readouterr().err

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
+from ..shipped import shipped_enabled, shipped_root
 from .plan import CLASSIFIER_SHARE, EXTRA_FLAGS, FitOptions, parse_extra
+
+SHIPPED_AUTOENCODER = "emoji-autoencoder"
 
 DESCRIPTION = f"""Check the data, then train an autoencoder, the evaluation classifier and a latent diffusion
 generator per schedule, score each generator and write one sample grid per value of the first attribute, all
 under --out, with a card fit.json. --minutes is split: {CLASSIFIER_SHARE:.0%} for the classifier, the rest
-autoencoder 1 : diffusion 3 per schedule (the shipped recipe: 20 and 60 minutes). The progress of finished
+autoencoder 1 : diffusion 3 per schedule (the shipped recipe: 20 and 60 minutes); the autoencoder stage
+fine-tunes the shipped emoji autoencoder unless --autoencoder-init says otherwise. The progress of finished
 stages is kept in OUT/fit-state.json: the same command again resumes an interrupted fit."""
 
 
@@ -35,6 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads of every stage (0 = torch's default)")
     p.add_argument("--eval-n", type=int, default=300, help="images generated to score each generator")
     p.add_argument("--grid-n", type=int, default=8, help="images in each sample grid")
+    p.add_argument("--autoencoder-init", default="shipped", metavar="CHECKPOINT",
+                   help="the autoencoder stage fine-tunes this autoencoder checkpoint: 'shipped' is the shipped "
+                        "emoji autoencoder (where the shipped checkpoints are installed), 'none' trains one from "
+                        "scratch")
     for stage in EXTRA_FLAGS:
         p.add_argument(f"--{stage}-args", default=argparse.SUPPRESS, metavar="FLAGS",
                        help=f"more flags for the {stage} stage, after '=' as they start with '--' (e.g. "
@@ -53,7 +62,24 @@ def options(args: argparse.Namespace) -> FitOptions:
     return FitOptions(data=args.data, attributes=list(args.attributes), minutes=args.minutes, out=args.out,
                       schedule=args.schedule, csv=args.csv, file_column=args.file_column,
                       text_column=args.text_column, skip_bad=args.skip_bad, threads=args.threads,
-                      eval_n=args.eval_n, grid_n=args.grid_n, extra=extra)
+                      eval_n=args.eval_n, grid_n=args.grid_n,
+                      autoencoder_init=autoencoder_init(args.autoencoder_init, extra["autoencoder"]), extra=extra)
+
+
+def autoencoder_init(value: str, stage_flags: Sequence[str] = ()) -> Path | None:
+    """--autoencoder-init -> the checkpoint folder to fine-tune, or None (from scratch). 'shipped' steps aside
+    when the shipped checkpoints are absent or off, or when --autoencoder-args choose an architecture or size."""
+    if value.strip().lower() == "none":
+        return None
+    if value == "shipped":
+        folder = shipped_root() / SHIPPED_AUTOENCODER
+        own = any(f.startswith(("--ae-", "--size")) for f in stage_flags)
+        return folder if shipped_enabled() and not own and (folder / "config.json").is_file() else None
+    folder = Path(value)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"--autoencoder-init {value}: no checkpoint there (no config.json); give an autoencoder "
+                         f"checkpoint folder, 'shipped' or 'none'")
+    return folder
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 CLASSIFIER_SHARE = 0.10
 AUTOENCODER_WEIGHT = 1.0
+AUTOENCODER_FINE_TUNE_WEIGHT = 0.25  # a fine-tuned autoencoder is good within a minute (docs/experiments.md 9)
 DIFFUSION_WEIGHT = 3.0
 SCHEDULES = {"cosine": ("cosine",), "linear": ("linear",), "both": ("cosine", "linear")}
 EXTRA_FLAGS = ("autoencoder", "diffusion", "classifier", "eval")
@@ -51,14 +52,17 @@ class FitOptions:
     threads: int = 0
     eval_n: int = 300
     grid_n: int = 8
+    autoencoder_init: Path | None = None  # fine-tune this autoencoder instead of training one from scratch
     extra: dict[str, list[str]] = field(default_factory=dict)
 
 
-def budget(minutes: float, schedules: tuple[str, ...]) -> dict[str, float]:
-    """Minutes per training stage: 10 % for the classifier, the rest autoencoder 1 : diffusion 3 per schedule."""
+def budget(minutes: float, schedules: tuple[str, ...], fine_tune: bool = False) -> dict[str, float]:
+    """Minutes per training stage: 10 % for the classifier, the rest autoencoder 1 : diffusion 3 per schedule
+    (autoencoder 0.25 when it fine-tunes one that exists)."""
     rest = minutes * (1 - CLASSIFIER_SHARE)
-    unit = rest / (AUTOENCODER_WEIGHT + DIFFUSION_WEIGHT * len(schedules))
-    shares = {"autoencoder": AUTOENCODER_WEIGHT * unit}
+    ae = AUTOENCODER_FINE_TUNE_WEIGHT if fine_tune else AUTOENCODER_WEIGHT
+    unit = rest / (ae + DIFFUSION_WEIGHT * len(schedules))
+    shares = {"autoencoder": ae * unit}
     shares.update({f"diffusion-{s}": DIFFUSION_WEIGHT * unit for s in schedules})
     shares["classifier"] = minutes * CLASSIFIER_SHARE
     return {k: round(v, 3) for k, v in shares.items()}
@@ -81,14 +85,15 @@ def stages(opts: FitOptions, csv: str) -> list[Stage]:
     """The sub-command lines of a fit, in order. `csv`: the annotation CSV the stages read (see `fit.data`): its
     file column is `file` and its `split` column holds train and val rows (the evaluation's reference)."""
     out, schedules = opts.out, SCHEDULES[opts.schedule]
-    minutes = budget(opts.minutes, schedules)
+    minutes = budget(opts.minutes, schedules, fine_tune=opts.autoencoder_init is not None)
     data = ["--data", str(opts.data), "--csv", csv]
     threads = ["--threads", str(opts.threads)] if opts.threads else []
     train = [*data, "--split", "train", "--no-progress", "--log-every", "10",
              *threads]
     sample_minutes = ["--sample-minutes", f"{min(10.0, max(0.5, max(minutes.values()) / 6)):g}"]
     ae = out / "autoencoder"
-    result = [Stage("autoencoder", ["train", "autoencoder", *train, "--out", str(ae),
+    init = ["--init", str(opts.autoencoder_init)] if opts.autoencoder_init else []
+    result = [Stage("autoencoder", ["train", "autoencoder", *train, *init, "--out", str(ae),
                                     "--minutes", f"{minutes['autoencoder']:g}", *opts.extra.get("autoencoder", [])],
                     minutes["autoencoder"], ae)]
     clf = out / "classifier"

@@ -99,7 +99,7 @@ def run_fit(opts: FitOptions, force: bool = False, argv: list[str] | None = None
     if note:
         print(note, flush=True)
     plan = stages(opts, csv)
-    state["budget"] = budget(opts.minutes, SCHEDULES[opts.schedule])
+    state["budget"] = budget(opts.minutes, SCHEDULES[opts.schedule], fine_tune=opts.autoencoder_init is not None)
     state["stage_names"] = [s.name for s in plan]
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -171,6 +171,7 @@ def write_card(opts: FitOptions, report: DataReport, csv: str, plan: list[Stage]
                      "images": report.images, "skipped": len(report.skipped), "counts": report.counts},
             "attributes": opts.attributes, "schedules": list(SCHEDULES[opts.schedule]),
             "budget_minutes": opts.minutes, "stages": stages_,
+            "autoencoder_init": str(opts.autoencoder_init) if opts.autoencoder_init else None,
             "wall_time_s": round(sum(s["seconds"] or 0 for s in stages_.values()), 1),
             "last_run_s": round(seconds, 1), "metrics": metrics, "samples": samples,  # relative to the fit folder
             "paths": {s.name: str(s.out) for s in plan if not s.name.startswith("evaluate-")},

@@ -24,7 +24,7 @@ from ..diffusion import ScheduleConfig
 from ..io import check_writable_folder
 from ..models import AutoencoderConfig, UNetConfig, UpscalerConfig, count_parameters
 from ..pipeline import DEFAULT_GUIDANCE, AutoencoderModel, UpscaleModel
-from ..recipe import DataConfig, DiffusionRecipe, prepare
+from ..recipe import DataConfig, DiffusionRecipe, init_record, prepare
 from . import distributed
 from .config import TrainConfig
 from .loggers import require_wandb
@@ -52,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        formatter_class=fmt)
     _data_args(a, attributes=False)
     a.add_argument("--size", type=int, default=64, help="image side the autoencoder is trained at")
+    _init_arg(a, "autoencoder")
     add_dataclass_args(a, AutoencoderConfig, prefix="ae_", help_prefix="autoencoder architecture")
     add_dataclass_args(a, TrainConfig, help_prefix="training", helps=TRAIN_HELPS, skip=TrainConfig.DIFFUSION_ONLY)
     a.set_defaults(func=run_autoencoder, batch=32)
@@ -77,10 +78,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     u = sub.add_parser("upscaler", help="train the x4 up-scaler on area-downsampled images", formatter_class=fmt)
     _data_args(u, attributes=False)
     u.add_argument("--crop", type=int, default=128, help="high-resolution crop side used for training")
+    _init_arg(u, "up-scaler")
     add_dataclass_args(u, UpscalerConfig, prefix="up_", help_prefix="up-scaler architecture")
     add_dataclass_args(u, TrainConfig, help_prefix="training", helps=TRAIN_HELPS, skip=TrainConfig.DIFFUSION_ONLY)
     u.set_defaults(func=run_upscaler, lr=1e-3, batch=16)
     return p
+
+
+def _init_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--init", type=Path, default=None,
+                   help=f"start from the weights of this {what} checkpoint (its architecture and image size) instead "
+                        "of from scratch: a fine-tune")
 
 
 def _data_args(p: argparse.ArgumentParser, attributes: bool) -> None:
@@ -170,9 +178,11 @@ def _given(args: argparse.Namespace, dest: str, default) -> bool:
 
 
 def resume_conflicts(args: argparse.Namespace, prev: dict, section: str, prefix: str, cls: type,
-                     skip: tuple[str, ...] = (), extra: dict[str, tuple[object, object]] | None = None) -> None:
-    """On --resume, architecture (and schedule) flags must agree with the checkpoint; raise ValueError naming the
-    ones that do not. `extra`: dest -> (checkpoint value, flag default) for flags outside the dataclass."""
+                     skip: tuple[str, ...] = (), extra: dict[str, tuple[object, object]] | None = None,
+                     init: Path | None = None) -> None:
+    """On --resume (or --init `init`), architecture (and schedule) flags must agree with the checkpoint; raise
+    ValueError naming the ones that do not. `extra`: dest -> (checkpoint value, flag default) for flags outside the
+    dataclass."""
     saved = prev.get(section) or {}
     wrong = []
     for f in dataclasses.fields(cls):
@@ -187,6 +197,9 @@ def resume_conflicts(args: argparse.Namespace, prev: dict, section: str, prefix:
     for dest, (was, default) in (extra or {}).items():
         if was is not None and _given(args, dest, default) and getattr(args, dest) != was:
             wrong.append(f"--{dest.replace('_', '-')} {_show(getattr(args, dest))} (checkpoint: {_show(was)})")
+    if wrong and init is not None:
+        raise ValueError(f"--init {init} has another architecture: {'; '.join(wrong)}; drop these flags to start "
+                         f"from its weights, or drop --init")
     if wrong:
         raise ValueError(f"--resume: {args.out} was trained with other settings: {'; '.join(wrong)}; drop these "
                          f"flags to continue it, or train into a new --out")
@@ -296,15 +309,27 @@ def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[Autoen
         check_numbers(args, config)
         check_out(args, env)
         prev = _resumed_config(args.out, args.resume)
-        if prev:
-            resume_conflicts(args, prev, unit.kind, prefix, unit.config_cls,
-                             extra={"size": (prev.get("size"), 64)} if "size" in meta else None)
+        start = _start_config(args.init, unit) if args.init and not prev else None
+        if prev or start:
+            saved: dict = prev or start  # type: ignore[assignment]
+            resume_conflicts(args, saved, unit.kind, prefix, unit.config_cls,
+                             extra={"size": (saved.get("size"), 64)} if "size" in meta else None,
+                             init=None if prev else args.init)
         else:
             check_architecture(unit.kind, dataclass_from_args(unit.config_cls, args, prefix), prefix)
         table = _load(args, env)
         torch.manual_seed(config.seed)
-        model = (unit.from_config(prev, str(args.out)) if prev
-                 else unit(dataclass_from_args(unit.config_cls, args, prefix)))
+        if prev:
+            model = unit.from_config(prev, str(args.out))
+        elif start:
+            model = unit.from_checkpoint(args.init).train()  # its EMA weights, which the EMA copy starts from too
+            meta = {**meta, "init": init_record(args.init, start)}
+        else:
+            model = unit(dataclass_from_args(unit.config_cls, args, prefix))
+        if start:
+            say(f"started from {args.init}")
+        elif prev and prev.get("init"):
+            meta = {**meta, "init": prev["init"]}
         say(f"{len(table)} images; {describe(model)}: {count_parameters(model) / 1e6:.2f} M parameters")
         trainer = Trainer(make_task(model, table.images, config), config, args.out, torch.ones(len(table)),
                           meta={"data": _data(args, []).provenance(table), **meta}, progress=not args.no_progress,
@@ -318,6 +343,14 @@ def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[Autoen
         return 0
     finally:
         distributed.teardown()
+
+
+def _start_config(init: Path, unit: type[UpscaleModel] | type[AutoencoderModel]) -> dict:
+    """The config.json of the --init checkpoint, which must be of the unit's kind."""
+    config = read_config(Path(init))
+    if config.get("kind") != unit.kind:
+        raise ValueError(f"--init {init}: not an {unit.kind} checkpoint (kind={config.get('kind')!r})")
+    return config
 
 
 def run_upscaler(args: argparse.Namespace) -> int:
