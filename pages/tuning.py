@@ -4,6 +4,7 @@ import streamlit as st
 from lwgen.app import ui
 from lwgen.app.navigation import require_app
 from lwgen.app.tuning import (
+    DEMO_STUDY,
     TUNE_HINT,
     best_config_command,
     best_trial,
@@ -12,6 +13,7 @@ from lwgen.app.tuning import (
     default_storage,
     figures,
     load_study,
+    shipped_study,
     state_counts,
     storage_problem,
     study_names,
@@ -49,6 +51,11 @@ if problem:
     st.info(problem)
     explain_tuning()
     st.stop()
+if url.strip() == shipped_study():
+    st.info(f"This is the small demo study shipped with lwgen ({DEMO_STUDY}). A search of your own writes "
+            "`runs/tune.db`, which this page opens from then on.")
+    with st.expander("Run a search of your own"):
+        explain_tuning()
 names = None
 with ui.guard("Reading the storage"):
     names = study_names(url)

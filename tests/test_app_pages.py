@@ -258,6 +258,28 @@ def test_tuning_page_shows_a_study(app_env, monkeypatch, tmp_path):
     assert any("trial 0" in m.value for m in at.markdown)
 
 
+def test_tuning_page_opens_the_shipped_demo_study_until_there_is_one_of_ones_own(app_env, monkeypatch, tmp_path):
+    from lwgen.app.tuning import SHIPPED_STUDY
+    from lwgen.shipped import shipped_root
+
+    monkeypatch.chdir(tmp_path)  # no runs/tune.db here
+    monkeypatch.delenv("LWGEN_TUNE_STORAGE", raising=False)
+    demo = shipped_root() / SHIPPED_STUDY
+    before = demo.read_bytes()
+    at = open_page({**app_env, "LWGEN_SHIPPED": "1"}, monkeypatch, "tuning")
+    assert at.text_input(key="tune:storage").value == f"sqlite:///{demo}"
+    assert "demo study shipped with lwgen" in at.info[0].value and not at.error
+    assert at.selectbox(key="tune:study").value == "emoji-demo" and int(at.metric[0].value) == 8
+    assert len(at.get("plotly_chart")) == 3
+    assert demo.read_bytes() == before  # reading the study leaves the shipped file as it was
+    import optuna
+
+    (tmp_path / "runs").mkdir()
+    optuna.storages.RDBStorage("sqlite:///runs/tune.db")  # a search of one's own has begun
+    at = open_page({**app_env, "LWGEN_SHIPPED": "1"}, monkeypatch, "tuning")
+    assert at.text_input(key="tune:storage").value == "sqlite:///runs/tune.db"  # one's own storage, once it exists
+
+
 def test_tuning_page_explains_what_is_missing(app_env, monkeypatch, tmp_path):
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     at = open_page({**app_env, "LWGEN_TUNE_STORAGE": missing}, monkeypatch, "tuning")

@@ -86,7 +86,7 @@ def test_the_autoencoder_stage_fine_tunes_the_shipped_autoencoder_unless_told_ot
     assert autoencoder_init("shipped") == shipped
     opts = FitOptions(tmp_path, ["shape"], 5, tmp_path / "out", autoencoder_init=shipped)
     argv = stages(opts, "annotations.csv")[0].argv
-    assert argv[argv.index("--init") + 1] == str(shipped)
+    assert argv[argv.index("--init") + 1] == str(shipped) and argv[argv.index("--lr") + 1] == "5e-4"
     assert "--init" not in stages(FitOptions(tmp_path, ["shape"], 5, tmp_path / "out"), "annotations.csv")[0].argv
     assert autoencoder_init("shipped", ["--ae-channels", "8", "16"]) is None  # an architecture of one's own
     assert autoencoder_init("shipped", ["--size", "32"]) is None

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..shipped import shipped_enabled, shipped_root
 from ..tuning.search import sqlite_path
 from .paths import display_path
 
@@ -19,9 +20,29 @@ TUNE_HINT = ("lwgen tune --data data/emoji --attributes group subgroup style ski
 MIN_FOR_IMPORTANCE = 2
 
 
+SHIPPED_STUDY = "tune-demo.db"  # a small study of the emoji, in the shipped checkpoints folder
+DEMO_STUDY = ("8 trials of 1 minute each on the emoji, one core: `lwgen tune --data data/emoji --attributes group "
+              "subgroup style skin_tone --autoencoder checkpoints/emoji-autoencoder --trials 8 --minutes-per-trial 1 "
+              "--storage sqlite:///runs/tune-demo.db --study emoji-demo --threads 1`")
+
+
+def shipped_study() -> str | None:
+    """The storage URL of the demo study shipped with lwgen (None when it is absent or the shipped checkpoints are
+    off)."""
+    path = shipped_root() / SHIPPED_STUDY
+    return f"sqlite:///{path}" if shipped_enabled() and path.is_file() else None
+
+
 def default_storage() -> str:
-    """$LWGEN_TUNE_STORAGE, else the storage `lwgen tune` writes by default."""
-    return os.environ.get("LWGEN_TUNE_STORAGE") or DEFAULT_STORAGE
+    """$LWGEN_TUNE_STORAGE, else the storage `lwgen tune` writes by default once it exists, else the shipped demo
+    study (so a first visit shows what a search gives), else the default storage."""
+    given = os.environ.get("LWGEN_TUNE_STORAGE")
+    if given:
+        return given
+    own = sqlite_path(DEFAULT_STORAGE)
+    if own is not None and own.exists():
+        return DEFAULT_STORAGE
+    return shipped_study() or DEFAULT_STORAGE
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -13,6 +13,8 @@ from pathlib import Path
 CLASSIFIER_SHARE = 0.10
 AUTOENCODER_WEIGHT = 1.0
 AUTOENCODER_FINE_TUNE_WEIGHT = 0.25  # a fine-tuned autoencoder is good within a minute (docs/experiments.md 9)
+# at the from-scratch rate (2e-3) a fine-tune of data the autoencoder knows first undoes some of it (section 9)
+AUTOENCODER_FINE_TUNE_LR = "5e-4"
 DIFFUSION_WEIGHT = 3.0
 SCHEDULES = {"cosine": ("cosine",), "linear": ("linear",), "both": ("cosine", "linear")}
 EXTRA_FLAGS = ("autoencoder", "diffusion", "classifier", "eval")
@@ -92,7 +94,7 @@ def stages(opts: FitOptions, csv: str) -> list[Stage]:
              *threads]
     sample_minutes = ["--sample-minutes", f"{min(10.0, max(0.5, max(minutes.values()) / 6)):g}"]
     ae = out / "autoencoder"
-    init = ["--init", str(opts.autoencoder_init)] if opts.autoencoder_init else []
+    init = ["--init", str(opts.autoencoder_init), "--lr", AUTOENCODER_FINE_TUNE_LR] if opts.autoencoder_init else []
     result = [Stage("autoencoder", ["train", "autoencoder", *train, *init, "--out", str(ae),
                                     "--minutes", f"{minutes['autoencoder']:g}", *opts.extra.get("autoencoder", [])],
                     minutes["autoencoder"], ae)]
