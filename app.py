@@ -5,6 +5,7 @@ Run with `streamlit run app.py`; checkpoints are the shipped ones, ./runs and $L
 import streamlit as st
 
 from lwgen.app.navigation import navigation_run
+from lwgen.app.state import warm_imports
 
 st.set_page_config(page_title="lwgen", page_icon="🌀", layout="wide")
 
@@ -20,5 +21,8 @@ pages = [
 page = st.navigation(pages)
 with st.sidebar:
     st.caption("lwgen: class-conditional diffusion that trains in about an hour on two CPU cores.")
-with navigation_run(page.title):
-    page.run()
+try:
+    with navigation_run(page.title):
+        page.run()
+finally:
+    warm_imports()  # after the page is drawn (or stopped)

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sklearn.manifold  # noqa: F401  (loaded with the Explore page, so the first t-SNE map does not wait 2 s)
 import torch
 
 from ..data import ImageTable

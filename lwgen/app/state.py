@@ -1,6 +1,7 @@
 """Process-wide caches for the pages: models load once and are shared read-only by every session."""
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,23 @@ def figure(key: str, _build: Any) -> Any:
 @st.cache_resource(show_spinner=False)
 def _warm_projections() -> Any:
     return warm_umap()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_imports() -> threading.Thread:
+    thread = threading.Thread(target=lambda: importlib.import_module("sklearn.manifold"), name="lwgen-imports",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_imports() -> None:
+    """Import scikit-learn's t-SNE in the background, once per process, after the first page is drawn: the pages
+    that draw no map do not wait the second it takes, and Explore's first t-SNE map does not either."""
+    from .navigation import under_apptest
+
+    if not under_apptest():
+        _warm_imports()
 
 
 def warm_projections() -> None:
