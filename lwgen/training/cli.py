@@ -310,8 +310,8 @@ def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[Autoen
         check_out(args, env)
         prev = _resumed_config(args.out, args.resume)
         start = _start_config(args.init, unit) if args.init and not prev else None
-        if prev or start:
-            saved: dict = prev or start  # type: ignore[assignment]
+        saved = prev or start
+        if saved:
             resume_conflicts(args, saved, unit.kind, prefix, unit.config_cls,
                              extra={"size": (saved.get("size"), 64)} if "size" in meta else None,
                              init=None if prev else args.init)
@@ -321,15 +321,14 @@ def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[Autoen
         torch.manual_seed(config.seed)
         if prev:
             model = unit.from_config(prev, str(args.out))
+            if prev.get("init"):
+                meta = {**meta, "init": prev["init"]}  # a resumed fine-tune keeps what it started from
         elif start:
             model = unit.from_checkpoint(args.init).train()  # its EMA weights, which the EMA copy starts from too
             meta = {**meta, "init": init_record(args.init, start)}
+            say(f"started from {args.init}")
         else:
             model = unit(dataclass_from_args(unit.config_cls, args, prefix))
-        if start:
-            say(f"started from {args.init}")
-        elif prev and prev.get("init"):
-            meta = {**meta, "init": prev["init"]}
         say(f"{len(table)} images; {describe(model)}: {count_parameters(model) / 1e6:.2f} M parameters")
         trainer = Trainer(make_task(model, table.images, config), config, args.out, torch.ones(len(table)),
                           meta={"data": _data(args, []).provenance(table), **meta}, progress=not args.no_progress,
