@@ -2,7 +2,8 @@
 
 The shares follow the shipped emoji recipe (README, "Shipped checkpoints"): the autoencoder trained 20 minutes and
 each diffusion model about 60, so after 10 % for the evaluation classifier the rest goes autoencoder 1 : diffusion
-3 per schedule. The x4 up-scaler is not data-specific and stays the shipped one.
+3 per schedule, or 0.25 : 3 when the autoencoder fine-tunes the shipped one. The x4 up-scaler is not
+data-specific and stays the shipped one.
 """
 from __future__ import annotations
 
