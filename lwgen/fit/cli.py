@@ -15,8 +15,8 @@ generator per schedule, score each generator and write one sample grid per value
 under --out, with a card fit.json. --minutes is split: {CLASSIFIER_SHARE:.0%} for the classifier, the rest
 autoencoder 1 : diffusion 3 per schedule (the shipped recipe: 20 and 60 minutes). The autoencoder stage
 fine-tunes the shipped emoji autoencoder unless --autoencoder-init says otherwise, and then takes 0.25 parts
-instead of 1. The progress of finished
-stages is kept in OUT/fit-state.json: the same command again resumes an interrupted fit."""
+instead of 1. The progress of finished stages is kept in OUT/fit-state.json: the same command again resumes an
+interrupted fit."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
