@@ -309,7 +309,8 @@ def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[Autoen
         check_numbers(args, config)
         check_out(args, env)
         prev = _resumed_config(args.out, args.resume)
-        start = _start_config(args.init, unit) if args.init and not prev else None
+        init = unit.from_checkpoint(args.init).train() if args.init and not prev else None  # checks its kind
+        start = init.checkpoint_config if init is not None else None
         saved = prev or start
         if saved:
             resume_conflicts(args, saved, unit.kind, prefix, unit.config_cls,
@@ -323,9 +324,9 @@ def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[Autoen
             model = unit.from_config(prev, str(args.out))
             if prev.get("init"):
                 meta = {**meta, "init": prev["init"]}  # a resumed fine-tune keeps what it started from
-        elif start:
-            model = unit.from_checkpoint(args.init).train()  # its EMA weights, which the EMA copy starts from too
-            meta = {**meta, "init": init_record(args.init, start)}
+        elif init is not None:
+            model = init  # its EMA weights, which the EMA copy starts from too
+            meta = {**meta, "init": init_record(args.init, init.checkpoint_config)}
             say(f"started from {args.init}")
         else:
             model = unit(dataclass_from_args(unit.config_cls, args, prefix))
@@ -342,14 +343,6 @@ def _train_unit(args: argparse.Namespace, unit: type[UpscaleModel] | type[Autoen
         return 0
     finally:
         distributed.teardown()
-
-
-def _start_config(init: Path, unit: type[UpscaleModel] | type[AutoencoderModel]) -> dict:
-    """The config.json of the --init checkpoint, which must be of the unit's kind."""
-    config = read_config(Path(init))
-    if config.get("kind") != unit.kind:
-        raise ValueError(f"--init {init}: not an {unit.kind} checkpoint (kind={config.get('kind')!r})")
-    return config
 
 
 def run_upscaler(args: argparse.Namespace) -> int:
