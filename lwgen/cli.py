@@ -10,7 +10,7 @@ import torch
 
 from . import __version__, limits
 from .checkpoint import CheckpointError
-from .config_args import add_guidance_interval_arg, guidance_interval
+from .config_args import add_guidance_interval_arg, add_guidance_parallel_arg, guidance_interval
 from .data import DataError
 from .diffusion.samplers import SAMPLERS
 from .pipeline import DEFAULT_GUIDANCE, ConditionError
@@ -45,6 +45,7 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="classifier-free guidance scale (1 = none; 0 = the condition is ignored)")
     add_guidance_interval_arg(p)
+    add_guidance_parallel_arg(p)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--upscale", action="store_true", help="also apply the x4 up-scaler")
     p.add_argument("--upscaler", type=Path, default=shipped_root() / "upscaler-x4",
@@ -88,7 +89,7 @@ def run_sample(args: argparse.Namespace) -> int:
     text = model.encode_prompt(args.prompt, args.n)
     images = model.generate(model.condition(labels, text), seeds=[args.seed + i for i in range(args.n)],
                             steps=args.steps, sampler=args.sampler, guidance=args.guidance, bf16=not args.fp32,
-                            batch=64, interval=interval)
+                            batch=64, interval=interval, parallel=args.guidance_parallel)
     if args.upscale:
         images = UpscaleModel.from_checkpoint(args.upscaler).upscale(images, bf16=not args.fp32)
     nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
@@ -108,8 +109,8 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
                                    "projector_config.pbtxt); open it with `tensorboard --logdir Y`, Projector tab.")
     p.add_argument("what", nargs="?", choices=("release", "tensorboard"), default="release",
                    help="what to export")
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder to export")
+    p.add_argument("--out", required=True, type=Path, help="folder to write")
     p.add_argument("--force", action="store_true",
                    help="release: replace the checkpoint in a non-empty --out (never the --checkpoint itself)")
     p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16",
@@ -195,7 +196,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _info_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print a checkpoint's architecture, size, cost and training record")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder (any kind)")
     p.set_defaults(func=run_info)
 
 

@@ -101,6 +101,16 @@ def add_guidance_interval_arg(parser: argparse.ArgumentParser) -> None:
                              f" the other steps skip the unconditional pass (default: {default})")
 
 
+def add_guidance_parallel_arg(parser: argparse.ArgumentParser) -> None:
+    """`--guidance-parallel W`: the weight of the guidance update's component along the conditional prediction."""
+    from .pipeline import DEFAULT_GUIDANCE_PARALLEL
+
+    parser.add_argument("--guidance-parallel", type=float, default=DEFAULT_GUIDANCE_PARALLEL, metavar="W",
+                        help="weight of the part of the guidance update parallel to the conditional prediction: 1 is "
+                             "plain classifier-free guidance, 0 keeps only the orthogonal part (adaptive projected "
+                             "guidance, less over-saturation at large scales) (default: %(default)g)")
+
+
 def guidance_interval(values: list[float] | tuple[float, float] | None,
                       name: str = "--guidance-interval") -> tuple[float, float] | None:
     """The parsed interval as a tuple, with an error naming the flag when it is empty or negative."""

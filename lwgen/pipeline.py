@@ -36,6 +36,10 @@ DEFAULT_GUIDANCE = 7.0  # classifier-free guidance scale of the CLI, the app and
 # guidance in a limited interval"); outside it the conditional prediction alone is used, which also skips the
 # unconditional pass. None = every step.
 DEFAULT_GUIDANCE_INTERVAL: tuple[float, float] | None = None
+# Weight of the part of the guidance update parallel to the conditional x0 prediction: 1 is classifier-free
+# guidance as Ho & Salimans wrote it, 0 keeps only the orthogonal part (adaptive projected guidance, Sadat et al.
+# 2024), which they find lets a large scale steer without over-saturating.
+DEFAULT_GUIDANCE_PARALLEL = 1.0
 
 
 def within(abar: torch.Tensor, interval: tuple[float, float]) -> bool:
@@ -43,6 +47,16 @@ def within(abar: torch.Tensor, interval: tuple[float, float]) -> bool:
     a = float(abar)
     sigma = float("inf") if a <= 0 else ((1 - a) / a) ** 0.5
     return interval[0] <= sigma <= interval[1]
+
+
+def projected_guidance(x0_cond: torch.Tensor, x0_uncond: torch.Tensor, scale: float, parallel: float) -> torch.Tensor:
+    """x0_cond + (scale - 1) * update, where the update is the guidance difference with its component along x0_cond
+    weighted by `parallel` (per sample; parallel = 1 gives x0_uncond + scale * (x0_cond - x0_uncond))."""
+    diff = x0_cond - x0_uncond
+    dims = tuple(range(1, diff.dim()))
+    along = (diff * x0_cond).sum(dims, keepdim=True) / (x0_cond * x0_cond).sum(dims, keepdim=True).clamp_min(1e-8)
+    update = diff - (1.0 - parallel) * along * x0_cond
+    return x0_cond + (scale - 1.0) * update
 
 
 class ConditionError(ValueError):
@@ -211,9 +225,11 @@ class DiffusionModel(nn.Module):
 
     # --- sampling ---------------------------------------------------------------------------------------
     def denoiser(self, cond: torch.Tensor, guidance: float = 1.0, bf16: bool = True, clip: bool = True,
-                 interval: tuple[float, float] | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                 interval: tuple[float, float] | None = None,
+                 parallel: float = DEFAULT_GUIDANCE_PARALLEL) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """A ``denoise(x_t, t) -> x0`` closure with classifier-free guidance (Ho & Salimans 2022), applied at the
-        noise levels sigma within `interval` (all of them when None)."""
+        noise levels sigma within `interval` (all of them when None); `parallel` < 1 projects the guidance update
+        (see `projected_guidance`)."""
         pred = self.schedule.prediction
         uncond = self.null_condition(cond.shape[0]) if guidance != 1.0 else None
 
@@ -221,12 +237,14 @@ class DiffusionModel(nn.Module):
             abar = self.alphas_cumprod[t]
             with autocast(bf16, x.device):
                 if uncond is None or (interval is not None and not within(abar[0], interval)):
-                    out = self.unet(x, t, cond).float()
+                    x0 = to_x0(x, self.unet(x, t, cond).float(), abar, pred)
                 else:
                     both = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond])).float()
                     c, u = both.chunk(2)
-                    out = u + guidance * (c - u)
-            x0 = to_x0(x, out, abar, pred)
+                    if parallel == 1.0:
+                        x0 = to_x0(x, u + guidance * (c - u), abar, pred)
+                    else:
+                        x0 = projected_guidance(to_x0(x, c, abar, pred), to_x0(x, u, abar, pred), guidance, parallel)
             return x0.clamp(-1, 1) if clip and self.autoencoder is None else x0
 
         return denoise
@@ -236,11 +254,13 @@ class DiffusionModel(nn.Module):
                  guidance: float = DEFAULT_GUIDANCE, callback: Callable[[dict], None] | None = None, bf16: bool = True,
                  eta: float | None = None, noise: torch.Tensor | None = None, batch: int = 0,
                  progress: Callable[[float], None] | None = None,
-                 interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL) -> torch.Tensor:
+                 interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL,
+                 parallel: float = DEFAULT_GUIDANCE_PARALLEL) -> torch.Tensor:
         """Sample images in [-1, 1], (B, 3, R, R); image i depends only on seeds[i] and cond[i].
 
         `batch` > 0 samples that many images at a time (the same images, less memory); `progress(fraction done)`
-        is called after every sampler step; `interval` (lo, hi) limits guidance to noise levels lo <= sigma <= hi.
+        is called after every sampler step; `interval` (lo, hi) limits guidance to noise levels lo <= sigma <= hi;
+        `parallel` weighs the guidance update's component along the conditional prediction (`projected_guidance`).
         `noise` (B, C, r, r) replaces the seeded initial noise (the U-Net's input shape: see `noise_shape`); the
         callback's "x" and "x0" are in that space too, for the images of the current batch (`from_latent` turns
         them into images).
@@ -260,19 +280,20 @@ class DiffusionModel(nn.Module):
                     progress((start + (stop - start) * (info["i"] + 1) / info["n"]) / n)
 
             out.append(self._sample(cond[start:stop], seeds[start:stop], steps, sampler, guidance, step, bf16, eta,
-                                    None if noise is None else noise[start:stop], interval))
+                                    None if noise is None else noise[start:stop], interval, parallel))
         return torch.cat(out) if out else torch.zeros(0, 3, self.resolution, self.resolution)
 
     def _sample(self, cond: torch.Tensor, seeds: Sequence[int], steps: int, sampler: str, guidance: float,
                 callback: Callable[[dict], None], bf16: bool, eta: float | None,
-                noise: torch.Tensor | None, interval: tuple[float, float] | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None, interval: tuple[float, float] | None = None,
+                parallel: float = DEFAULT_GUIDANCE_PARALLEL) -> torch.Tensor:
         shape = self.noise_shape
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         x = per_sample_noise(shape, gens) if noise is None else noise.clone()
         fn = get_sampler(sampler)
         kwargs = {"eta": eta} if (eta is not None and sampler == "ddim") else {}
         ts = spaced_timesteps(steps, self.schedule.timesteps)
-        z = fn(self.denoiser(cond, guidance, bf16, interval=interval), x, ts, self.alphas_cumprod,
+        z = fn(self.denoiser(cond, guidance, bf16, interval=interval, parallel=parallel), x, ts, self.alphas_cumprod,
                noise=lambda: per_sample_noise(shape, gens), callback=callback, **kwargs)
         return self.from_latent(z, bf16)
 

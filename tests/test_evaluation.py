@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from lwgen.checkpoint import CheckpointError, read_config
 from lwgen.cli import main
-from lwgen.data import ImageTable
+from lwgen.data import DataError, ImageTable
 from lwgen.evaluation import (
     Classifier,
     ClassifierConfig,
@@ -33,7 +35,9 @@ from lwgen.evaluation.metrics import (
     ssim,
     topk_accuracy,
 )
+from lwgen.evaluation.train import ClassifierTask
 from lwgen.pipeline import DiffusionModel, UpscaleModel
+from lwgen.training import TrainConfig
 
 torch.set_num_threads(1)
 
@@ -261,12 +265,70 @@ def test_cli_eval_diffusion_and_upscaler(tiny_checkpoints, tiny_classifier, shap
     assert {"psnr", "ssim", "psnr_bicubic", "ssim_bicubic", "gain_db"} <= set(json.loads(out.read_text()))
 
 
+def test_mixup_blends_pairs_of_images_and_their_losses():
+    torch.manual_seed(0)
+    model = Classifier(TINY_ARCH, {"shape": ["a", "b", "c"]})
+    images = torch.randint(0, 256, (6, 3, TINY_ARCH.image_size, TINY_ARCH.image_size), dtype=torch.uint8)
+    labels = torch.tensor([[0], [1], [2], [0], [1], [-1]])
+    config = TrainConfig(batch=6, steps=1, bf16=False)
+    plain = ClassifierTask(model, images, labels, config, AugmentConfig(p_affine=0, p_blur=0, p_resample=0,
+                                                                          p_noise=0, p_tone=0))
+    mixed = ClassifierTask(model, images, labels, config, plain.augment_config, mixup=0.4)
+    idx = torch.arange(6)
+    model.eval()
+    a = plain.loss(idx, torch.Generator().manual_seed(1))
+    b = mixed.loss(idx, torch.Generator().manual_seed(1))
+    assert torch.isfinite(a) and torch.isfinite(b) and not torch.isclose(a, b)
+    with pytest.raises(ValueError, match="mixup"):
+        ClassifierTask(model, images, labels, config, mixup=-1)
+
+
+def test_the_text_head_adds_a_cosine_loss_for_rows_with_text():
+    torch.manual_seed(0)
+    arch = ClassifierConfig(image_size=32, stem_channels=8, widths=(8, 16), blocks=(1, 1), text_dim=4)
+    model = Classifier(arch, {"shape": ["a", "b"]}).eval()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([[0], [1], [0], [1]])
+    clean = AugmentConfig(p_affine=0, p_blur=0, p_resample=0, p_noise=0, p_tone=0)
+    config = TrainConfig(batch=4, steps=1, bf16=False)
+    text = torch.nn.functional.normalize(torch.randn(4, 4), dim=1)
+    idx = torch.arange(4)
+
+    def loss(**kw) -> torch.Tensor:
+        return ClassifierTask(model, images, labels, config, clean, **kw).loss(idx, torch.Generator())
+
+    plain = loss()
+    assert loss(text=text, text_weight=2.0) > plain
+    assert torch.isclose(loss(text=torch.zeros(4, 4)), plain)  # rows without text do not count
+    with pytest.raises(ValueError, match="text head"):
+        ClassifierTask(Classifier(TINY_ARCH, {"shape": ["a"]}), images, labels, config, text=text)
+
+
+def test_train_classifier_with_a_text_column_learns_a_text_head(shapes_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    table = pd.read_csv(data / "annotations.csv")
+    table["text"] = table["color"] + " " + table["shape"]
+    table.to_csv(data / "annotations.csv", index=False)
+    out = tmp_path / "cls"
+    config = train_classifier(data, out, attributes=["shape"], steps=2, minutes=0, batch=8, architecture=TINY_ARCH,
+                              load_size=32, progress=False, text_column="text")
+    assert config["architecture"]["text_dim"] == 384 and config["train"]["text_column"] == "text"
+    assert Classifier.from_checkpoint(out).text_head is not None
+    with pytest.raises(DataError, match="words"):
+        train_classifier(data, tmp_path / "other", attributes=["shape"], steps=1, minutes=0, architecture=TINY_ARCH,
+                         load_size=32, progress=False, text_column="words")
+
+
 def test_cli_train_classifier_and_errors(shapes_dir, tmp_path, capsys):
     out = tmp_path / "cls"
     rc = main(["eval", "train-classifier", "--data", str(shapes_dir), "--out", str(out), "--steps", "1",
                "--minutes", "0", "--batch", "4", "--image-size", "32", "--widths", "8", "16", "--blocks", "1", "1",
-               "--load-size", "32", "--attributes", "shape", "--no-progress", "--threads", "1"])
-    assert rc == 0 and read_config(out)["vocab"]["shape"]
+               "--load-size", "32", "--attributes", "shape", "--no-progress", "--threads", "1", "--mixup", "0.4",
+               "--dropout", "0.2"])
+    cfg = read_config(out)
+    assert rc == 0 and cfg["vocab"]["shape"]
+    assert cfg["train"]["mixup"] == 0.4 and cfg["architecture"]["dropout"] == 0.2
     assert "shape_top1" in capsys.readouterr().out
     assert main(["eval"]) == 2
     assert "--checkpoint" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from lwgen.models import (
     forward_gmacs,
     reconstruction_loss,
 )
-from lwgen.pipeline import ConditionError, DiffusionModel, within
+from lwgen.pipeline import ConditionError, DiffusionModel, projected_guidance, within
 
 
 @pytest.mark.parametrize("cfg", [
@@ -133,6 +133,30 @@ def test_guidance_interval_limits_guidance_to_its_noise_levels():
     assert not torch.equal(high, guided) and not torch.equal(high, nowhere) and not torch.equal(guided, nowhere)
     assert within(abar[-1], (1.0, float("inf"))) and not within(abar[0], (1.0, float("inf")))
     assert within(torch.tensor(0.5), (1.0, 1.0))  # sigma of abar 0.5 is 1
+
+
+def test_projected_guidance_keeps_the_orthogonal_part_and_plain_guidance_at_parallel_one():
+    g = torch.Generator().manual_seed(0)
+    cond_x0, uncond_x0 = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    plain = uncond_x0 + 5.0 * (cond_x0 - uncond_x0)
+    assert torch.allclose(projected_guidance(cond_x0, uncond_x0, 5.0, 1.0), plain, atol=1e-5)
+    update = projected_guidance(cond_x0, uncond_x0, 5.0, 0.0) - cond_x0
+    assert torch.allclose((update * cond_x0).sum((1, 2, 3)), torch.zeros(3), atol=1e-3)  # orthogonal per sample
+    assert not torch.allclose(update, plain - cond_x0, atol=1e-2)
+    assert torch.equal(projected_guidance(cond_x0, cond_x0, 5.0, 0.0), cond_x0)  # nothing to guide by
+
+
+def test_generate_with_projected_guidance_differs_from_plain_guidance_only_when_asked():
+    torch.manual_seed(0)
+    m = _model().eval()
+    for p in m.parameters():
+        if p.dim() > 1 and not p.abs().sum():
+            torch.nn.init.normal_(p, std=0.05)
+    cond = m.condition(torch.tensor([[0, 1], [1, 0]]))
+    kw = dict(seeds=[1, 2], steps=4, sampler="ddim", bf16=False, guidance=5.0)
+    plain = m.generate(cond, **kw)
+    assert torch.allclose(m.generate(cond, parallel=1.0, **kw), plain)
+    assert not torch.allclose(m.generate(cond, parallel=0.0, **kw), plain, atol=1e-4)
 
 
 def test_autoencoder_shapes_and_factor():

@@ -37,6 +37,20 @@ def test_every_training_flag_is_described_and_each_kind_shows_only_its_own():
     assert any("--schedule-cosine-s" in a.option_strings for a in parsers["diffusion"]._actions)  # noqa: SLF001
 
 
+def test_every_flag_of_every_command_is_described():
+    def undescribed(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        for action in parser._actions:  # noqa: SLF001
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                for name, child in action.choices.items():
+                    missing += undescribed(child, f"{path} {name}")
+            elif action.option_strings and action.dest != "help" and not (action.help or "").strip():
+                missing.append(f"{path} {action.option_strings[0]}")
+        return missing
+
+    assert undescribed(build_parser(), "lwgen") == []
+
+
 def test_a_checkpoint_config_trains_the_same_run_again(shapes_dir, tmp_path):
     first = tmp_path / "first"
     assert main(["train", "diffusion", "--data", str(shapes_dir), "--attributes", "shape", "color",

@@ -32,6 +32,7 @@ class ClassifierConfig:
     blocks: tuple[int, ...] = (1, 1, 1, 1)
     norm: str = "batch"
     dropout: float = 0.1
+    text_dim: int = 0  # > 0: a head that predicts the sentence embedding of each image's text (training only)
 
     def __post_init__(self) -> None:
         self.widths, self.blocks = tuple(self.widths), tuple(self.blocks)
@@ -89,6 +90,7 @@ class Classifier(nn.Module):
         self.body = nn.Sequential(*layers)
         self.dropout = nn.Dropout(c.dropout)
         self.heads = nn.ModuleDict({a: nn.Linear(c.feature_dim, len(v)) for a, v in self.vocab.items()})
+        self.text_head = nn.Linear(c.feature_dim, c.text_dim) if c.text_dim > 0 else None
         self.checkpoint_config: dict[str, Any] = {}
 
     # --- forward ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import CONFIG, CheckpointError, read_config, write_json
-from ..config_args import add_guidance_interval_arg, guidance_interval
+from ..config_args import add_guidance_interval_arg, add_guidance_parallel_arg, guidance_interval
 from ..data import DataError, ImageTable
 from ..diffusion.samplers import SAMPLERS
 from ..pipeline import DEFAULT_GUIDANCE
@@ -53,6 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance scale (default: {DEFAULT_GUIDANCE:g})")
     add_guidance_interval_arg(p)
+    add_guidance_parallel_arg(p)
     p.add_argument("--condition", default="rows",
                    help="what a generator is given: 'rows' (the attributes of held-out rows), the name of one "
                         "attribute (each of its values alone, e.g. group or subgroup: the app's usual path; adds "
@@ -96,17 +97,24 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                         "all, as the emoji data does; else required)")
     t.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
     t.add_argument("--steps", type=int, default=0, help="step budget instead of (or as well as) --minutes")
-    t.add_argument("--batch", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--weight-decay", type=float, default=0.05)
+    t.add_argument("--batch", type=int, default=64, help="images per training step")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up, then cosine decay)")
+    t.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     t.add_argument("--image-size", type=int, default=arch.image_size, help="classifier input side")
     t.add_argument("--widths", type=int, nargs="+", default=list(arch.widths), help="channels per stage")
     t.add_argument("--blocks", type=int, nargs="+", default=list(arch.blocks), help="residual blocks per stage")
     t.add_argument("--load-size", type=int, default=256, help="images are loaded at this size, then area-downsampled")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the initial weights, batches and augmentation")
     t.add_argument("--flip", type=float, default=0.0, help="probability of a horizontal mirror in augmentation")
     t.add_argument("--balance-power", type=float, default=0.0,
                    help="draw images with weight (count of their first attribute's value) ** -power; 0 = uniform")
+    t.add_argument("--mixup", type=float, default=0.0,
+                   help="blend each batch with a shuffled copy, weight ~ Beta(a, a), and the loss with it; 0 = none")
+    t.add_argument("--dropout", type=float, default=arch.dropout, help="dropout before the heads")
+    t.add_argument("--text-column", default="",
+                   help="CSV column of text (e.g. text): a head also learns to predict its sentence embedding, so the "
+                        "features place images near their words; empty = none")
+    t.add_argument("--text-weight", type=float, default=1.0, help="weight of that head's cosine loss")
     t.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
     _common(t)
     t.set_defaults(func=run_train_classifier)
@@ -122,12 +130,15 @@ def run_train_classifier(args: argparse.Namespace) -> int:
         raise ValueError("give a budget: --minutes M or --steps N")
     check_out(args.out, args.force)
     attributes = args.attributes or default_attributes(args.data, args.csv)
-    arch = ClassifierConfig(image_size=args.image_size, widths=tuple(args.widths), blocks=tuple(args.blocks))
+    arch = ClassifierConfig(image_size=args.image_size, widths=tuple(args.widths), blocks=tuple(args.blocks),
+                            dropout=args.dropout)
     config = train_classifier(args.data, args.out, attributes=attributes, minutes=args.minutes, force=args.force,
                               steps=args.steps, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                               architecture=arch, load_size=args.load_size, csv=args.csv, bf16=not args.fp32,
                               seed=args.seed, threads=args.threads, progress=not args.no_progress,
-                              augment_config=AugmentConfig(p_flip=args.flip), balance_power=args.balance_power)
+                              augment_config=AugmentConfig(p_flip=args.flip), balance_power=args.balance_power,
+                              mixup=args.mixup, text_column=args.text_column or None,
+                              text_weight=args.text_weight)
     p = config["progress"]
     print(f"saved {args.out}: {config['parameters'] / 1e6:.2f} M parameters, {p['step']} steps, "
           f"{p['wall_time_s'] / 60:.1f} min")
@@ -301,7 +312,8 @@ def run_eval(args: argparse.Namespace) -> int:
                                     guidance=args.guidance, batch=args.batch, seed=args.seed, progress=progress,
                                     bf16=not args.fp32, cache=not args.no_cache, condition=args.condition,
                                     prompt_column=args.prompt_column,
-                                    interval=guidance_interval(args.guidance_interval))
+                                    interval=guidance_interval(args.guidance_interval),
+                                    parallel=args.guidance_parallel)
         result["classifier"] = str(path)
     elif kind == "upscaler":
         path = None if args.data is not None else pick_classifier(args.checkpoint, {}, args.classifier, required=False)

@@ -14,7 +14,14 @@ from tqdm import tqdm
 from ..checkpoint import CheckpointError, read_tensors, write_tensors
 from ..data import DataError, ImageTable, downsample
 from ..data.cache import CACHE_DIR
-from ..pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, AutoencoderModel, DiffusionModel, UpscaleModel
+from ..pipeline import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_GUIDANCE_INTERVAL,
+    DEFAULT_GUIDANCE_PARALLEL,
+    AutoencoderModel,
+    DiffusionModel,
+    UpscaleModel,
+)
 from ..precision import autocast
 from ..record import CheckpointRecord
 from .classifier import Classifier
@@ -142,7 +149,8 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
                        steps: int = 20, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE, batch: int = 64,
                        seed: int = 0, progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
                        condition: str = ROWS, prompt_column: str | None = None,
-                       interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL) -> dict[str, Any]:
+                       interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL,
+                       parallel: float = DEFAULT_GUIDANCE_PARALLEL) -> dict[str, Any]:
     """Generate n images and compare them with the real (val) images.
 
     `condition` says what the generator is given: "rows" the attributes of real rows, the name of one attribute
@@ -177,7 +185,7 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
             t0 = time.perf_counter()
             images = model.generate(model.condition(lab, None if text is None else text[start:start + batch]),
                                     seeds=cond.seeds[start:start + len(lab)], steps=steps, sampler=sampler,
-                                    guidance=guidance, bf16=bf16, interval=interval)
+                                    guidance=guidance, bf16=bf16, interval=interval, parallel=parallel)
             seconds += time.perf_counter() - t0
             f, lg = classifier.embed(quantize(images))
             feats.append(f)
@@ -216,7 +224,8 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
             result["steering_ratio"] = round(ours["steering"] / theirs["steering"], 3) if theirs["steering"] else None
         result["values"] = len(cond.value_names)
     result.update({"n": n, "n_real": len(real_table), "resolution": r, "steps": steps, "sampler": sampler,
-                   "guidance": guidance, "guidance_interval": list(interval) if interval else None, "seed": seed,
+                   "guidance": guidance, "guidance_interval": list(interval) if interval else None,
+                   "guidance_parallel": parallel, "seed": seed,
                    "pr_samples": m, "k": k})
     if dropped and cond.mode == ROWS:  # values of held-out rows that the generator never saw
         result["unconditioned"] = dropped

@@ -58,24 +58,56 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 class ClassifierTask:
-    """Label-smoothed cross-entropy summed over the attribute heads, on augmented images (bf16 autocast)."""
+    """Label-smoothed cross-entropy summed over the attribute heads, on augmented images (bf16 autocast).
+
+    `mixup` > 0 blends each batch with a shuffled copy of itself, lambda ~ Beta(mixup, mixup), and the loss with
+    it (Zhang et al. 2018). `text` (N, D) sentence embeddings of the images' texts add a cosine loss on the model's
+    text head, weighted by `text_weight`: the features must also place an image near the words that describe it
+    (rows without text, zero vectors, do not count)."""
 
     def __init__(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                 augment_config: AugmentConfig | None = None, label_smoothing: float = 0.1):
+                 augment_config: AugmentConfig | None = None, label_smoothing: float = 0.1, mixup: float = 0.0,
+                 text: torch.Tensor | None = None, text_weight: float = 1.0):
         if images.shape[-1] != model.config.image_size:
             raise ValueError(f"images are {images.shape[-1]} px but the classifier takes {model.config.image_size} px")
+        if mixup < 0:
+            raise ValueError(f"mixup must be >= 0, got {mixup}")
         self.model, self.images, self.labels, self.config = model, images, labels, config
         self.augment_config = augment_config or AugmentConfig()
         self.label_smoothing = label_smoothing
+        self.mixup = mixup
+        if text is not None and (model.text_head is None or text.shape != (len(images), model.text_head.out_features)):
+            raise ValueError("text embeddings need a classifier with a text head of their width, one row per image")
+        self.text, self.text_weight = text, text_weight
+
+    def _losses(self, features: torch.Tensor, logits: dict[str, torch.Tensor], y: torch.Tensor,
+                idx: torch.Tensor) -> torch.Tensor:
+        loss = torch.stack([F.cross_entropy(logits[a].float(), y[:, i], ignore_index=-1,
+                                            label_smoothing=self.label_smoothing)
+                            for i, a in enumerate(self.model.attributes)]).sum()
+        if self.text is not None and self.model.text_head is not None:
+            target = self.text[idx]
+            given = target.abs().sum(1) > 0
+            if given.any():
+                pred = self.model.text_head(self.model.dropout(features)).float()
+                cos = F.cosine_similarity(pred[given], target[given], dim=1)
+                loss = loss + self.text_weight * (1 - cos).mean()
+        return loss
 
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = augment(to_float(self.images[idx]), g, self.augment_config)
         y = self.labels[idx]
+        if not self.mixup:
+            with autocast(self.config.bf16):
+                features, logits = self.model(x)
+                return self._losses(features, logits, y, idx)
+        # lambda from the global torch RNG (seeded by train_classifier), the pairing from g
+        lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
+        perm = torch.randperm(len(idx), generator=g)
         with autocast(self.config.bf16):
-            _, logits = self.model(x)
-        losses = [F.cross_entropy(logits[a].float(), y[:, i], ignore_index=-1, label_smoothing=self.label_smoothing)
-                  for i, a in enumerate(self.model.attributes)]
-        return torch.stack(losses).sum()
+            features, logits = self.model(lam * x + (1 - lam) * x[perm])
+            return (lam * self._losses(features, logits, y, idx)
+                    + (1 - lam) * self._losses(features, logits, y[perm], idx[perm]))
 
 
 @torch.no_grad()
@@ -140,12 +172,14 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
                      augment_config: AugmentConfig | None = None, load_size: int = 256, csv: str = "annotations.csv",
                      train_split: str = "train", val_split: str = "val", bf16: bool = True, seed: int = 0,
                      threads: int = 1, work: str | Path | None = None, progress: bool = True,
-                     balance_power: float = 0.0, force: bool = False) -> dict[str, Any]:
+                     balance_power: float = 0.0, mixup: float = 0.0, text_column: str | None = None,
+                     text_weight: float = 1.0, force: bool = False) -> dict[str, Any]:
     """Train on the train split, score top-1/top-5 on the val split, save an fp16 checkpoint; returns its config.
 
     `balance_power` > 0 draws images with weight (class count) ** -power of the first attribute, so rare classes
-    are seen more often (0 = uniform). Without `force`, a non-empty `out` or one inside the shipped checkpoints
-    folder is refused before any work."""
+    are seen more often (0 = uniform); `mixup` is the Beta parameter of batch mixup (0 = none); `text_column`
+    names a CSV column whose sentence embeddings a text head learns to predict (see ClassifierTask). Without
+    `force`, a non-empty `out` or one inside the shipped checkpoints folder is refused before any work."""
     check_out(out, force)
     if threads > 0:
         torch.set_num_threads(threads)
@@ -153,12 +187,23 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
     aug = augment_config or AugmentConfig()
     data, out = Path(data), Path(out)
     train, val = _split_tables(data, attributes, load_size, arch.image_size, csv, progress, train_split, val_split)
+    text = None
+    if text_column:
+        if text_column not in train.extra.columns:
+            raise DataError(f"{data}: the annotation CSV has no column {text_column!r} for --text-column")
+        from ..data.cache import CACHE_DIR
+        from ..text import TEXT_DIM, cached_encode
+
+        text = cached_encode(train.extra[text_column].fillna("").astype(str).tolist(), data / CACHE_DIR,
+                             progress=progress)
+        arch = dataclasses.replace(arch, text_dim=TEXT_DIM)
     torch.manual_seed(seed)
     model = Classifier(arch, train.vocab)
     config = TrainConfig(batch=batch, lr=lr, weight_decay=weight_decay, warmup=max(1, steps // 10) if steps else 100,
                          steps=steps, minutes=minutes, bf16=bf16, seed=seed, threads=threads,
                          log_every=max(1, min(50, steps or 50)), save_minutes=1e9, sample_minutes=1e9)
-    task = ClassifierTask(model, train.images, train.labels, config, aug)
+    task = ClassifierTask(model, train.images, train.labels, config, aug, mixup=mixup, text=text,
+                          text_weight=text_weight)
     if progress:
         print(f"classifier: {count_parameters(model) / 1e6:.2f} M parameters; {len(train)} train / {len(val)} val "
               f"images; heads: " + ", ".join(f"{a} ({len(v)})" for a, v in train.vocab.items()))
@@ -180,7 +225,8 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
         "data": {"folder": str(data), "csv": csv, "load_size": load_size, "train_split": train_split,
                  "val_split": val_split, "train_images": len(train), "val_images": len(val)},
         "train": {**{k: summary["train"][k] for k in RECORDED}, "augment": dataclasses.asdict(aug),
-                  "label_smoothing": task.label_smoothing,
+                  "label_smoothing": task.label_smoothing, "mixup": mixup,
+                  "text_column": text_column or None, "text_weight": text_weight if text_column else None,
                   "balance_power": balance_power,
                   "weights": "raw (not EMA); BatchNorm statistics re-estimated on clean train images"},
         "progress": {k: summary["progress"][k] for k in ("step", "images_seen", "wall_time_s")},
