@@ -22,6 +22,7 @@ from lwgen.evaluation import (
     train_classifier,
 )
 from lwgen.evaluation.augment import AugmentConfig, augment, gaussian_blur
+from lwgen.evaluation.classifier import derive_hierarchy
 from lwgen.evaluation.conditions import condition_rows
 from lwgen.evaluation.evaluate import generator_labels
 from lwgen.evaluation.metrics import (
@@ -318,6 +319,27 @@ def test_train_classifier_with_a_text_column_learns_a_text_head(shapes_dir, tmp_
     with pytest.raises(DataError, match="words"):
         train_classifier(data, tmp_path / "other", attributes=["shape"], steps=1, minutes=0, architecture=TINY_ARCH,
                          load_size=32, progress=False, text_column="words")
+
+
+def test_a_finer_attribute_that_decides_a_coarser_one_scores_it_too(tmp_path):
+    vocab = {"group": ["a", "b"], "subgroup": ["a1", "a2", "b1"], "color": ["red", "blue", "green", "white"]}
+    labels = torch.tensor([[0, 0, 0], [0, 1, 1], [1, 2, 0], [1, 2, 3], [0, 0, 1], [-1, 2, 0]])
+    hierarchy = derive_hierarchy(labels, vocab)
+    assert set(hierarchy) == {"group"} and hierarchy["group"]["from"] == "subgroup"  # colour decides nothing
+    assert hierarchy["group"]["p"] == [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+    arch = ClassifierConfig(image_size=32, stem_channels=8, widths=(8, 16), blocks=(1, 1))
+    model = Classifier(arch, vocab)
+    model.set_hierarchy(hierarchy)
+    logits = {"group": torch.tensor([[2.0, 0.0]]), "subgroup": torch.tensor([[0.0, 0.0, 5.0]]),
+              "color": torch.zeros(1, 4)}
+    combined = model.combine(logits)
+    assert combined["group"].argmax(1).item() == 1  # the subgroup head's confident b1 outweighs the group head
+    assert torch.equal(combined["subgroup"], logits["subgroup"])
+    model.save(tmp_path / "c")
+    assert Classifier.from_checkpoint(tmp_path / "c").hierarchy["group"][0] == "subgroup"
+    config = {**model.config_dict(), "hierarchy": {"group": {"from": "subgroup", "p": [[1.0, 0.0]]}}}
+    with pytest.raises(CheckpointError, match="hierarchy subgroup -> group"):
+        Classifier.from_config(config)
 
 
 def test_cli_train_classifier_and_errors(shapes_dir, tmp_path, capsys):

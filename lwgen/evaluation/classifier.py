@@ -91,6 +91,8 @@ class Classifier(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.heads = nn.ModuleDict({a: nn.Linear(c.feature_dim, len(v)) for a, v in self.vocab.items()})
         self.text_head = nn.Linear(c.feature_dim, c.text_dim) if c.text_dim > 0 else None
+        # {coarse attribute: (finer attribute, P(coarse value | finer value) (V_fine, V_coarse))}: see `combine`
+        self.hierarchy: dict[str, tuple[str, torch.Tensor]] = {}
         self.checkpoint_config: dict[str, Any] = {}
 
     # --- forward ----------------------------------------------------------------------------------------
@@ -112,12 +114,24 @@ class Classifier(nn.Module):
         return self(self.prepare(x))[0]
 
     def logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{attribute: logits (B, V)} of images in [-1, 1] at any side."""
-        return self(self.prepare(x))[1]
+        """{attribute: scores (B, V)} of images in [-1, 1] at any side (`combine`d)."""
+        return self.combine(self(self.prepare(x))[1])
+
+    def combine(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Score each coarse attribute of the hierarchy with both heads: its own log-probabilities plus the log of
+        the finer head's probabilities summed into it (a subgroup tells its group), so the two heads agree."""
+        if not self.hierarchy:
+            return logits
+        out = dict(logits)
+        for coarse, (fine, p) in self.hierarchy.items():
+            via = logits[fine].float().softmax(1) @ p
+            out[coarse] = logits[coarse].float().log_softmax(1) + via.clamp_min(1e-6).log()
+        return out
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch: int = 128) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Features and logits of many images (uint8 or float in [-1, 1]) in eval mode, float32, batched."""
+        """Features and scores (`combine`d logits) of many images (uint8 or float in [-1, 1]) in eval mode, float32,
+        batched."""
         was_training = self.training
         self.eval()
         feats, logits = [], {a: [] for a in self.attributes}
@@ -125,6 +139,7 @@ class Classifier(nn.Module):
             for chunk in images.split(batch):
                 x = to_float(chunk) if chunk.dtype == torch.uint8 else chunk
                 f, lg = self(self.prepare(x))
+                lg = self.combine(lg)
                 feats.append(f.float())
                 for a in self.attributes:
                     logits[a].append(lg[a].float())
@@ -136,8 +151,25 @@ class Classifier(nn.Module):
 
     # --- checkpoints ------------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "architecture": dataclasses.asdict(self.config), "vocab": self.vocab,
-                "feature_dim": self.config.feature_dim}
+        out = {"kind": self.kind, "architecture": dataclasses.asdict(self.config), "vocab": self.vocab,
+               "feature_dim": self.config.feature_dim}
+        if self.hierarchy:
+            out["hierarchy"] = {coarse: {"from": fine, "p": [[round(float(v), 6) for v in row] for row in p.tolist()]}
+                                for coarse, (fine, p) in self.hierarchy.items()}
+        return out
+
+    def set_hierarchy(self, hierarchy: dict[str, Any], source: str = "config") -> None:
+        """Install a hierarchy as config.json stores it ({coarse: {"from": fine, "p": rows}}), checking its shape."""
+        self.hierarchy = {}
+        for coarse, item in hierarchy.items():
+            fine = item.get("from") if isinstance(item, dict) else None
+            if coarse not in self.vocab or fine not in self.vocab:
+                raise CheckpointError(f"{source}: hierarchy names unknown attributes {coarse!r} / {fine!r}")
+            p = torch.tensor(item.get("p", []), dtype=torch.float32)
+            if p.shape != (len(self.vocab[fine]), len(self.vocab[coarse])):
+                raise CheckpointError(f"{source}: hierarchy {fine} -> {coarse} has shape {tuple(p.shape)}, expected "
+                                      f"{(len(self.vocab[fine]), len(self.vocab[coarse]))}")
+            self.hierarchy[coarse] = (fine, p)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config") -> Classifier:
@@ -145,7 +177,9 @@ class Classifier(nn.Module):
             raise CheckpointError(f"{source}: not a classifier checkpoint (kind={config.get('kind')!r})")
         try:
             arch = ClassifierConfig(**config["architecture"])
-            return cls(arch, config["vocab"])
+            model = cls(arch, config["vocab"])
+            model.set_hierarchy(config.get("hierarchy") or {}, source)
+            return model
         except KeyError as e:
             raise CheckpointError(f"{source}: config.json lacks {e}") from None
         except (TypeError, ValueError) as e:
@@ -168,6 +202,35 @@ class Classifier(nn.Module):
         tensors = {f"model.{k}": v.to(dtype) if v.is_floating_point() else v for k, v in self.state_dict().items()}
         config = {**self.config_dict(), **(extra or {}), "dtype": str(dtype).removeprefix("torch.")}
         save_checkpoint(Path(folder), tensors, config)
+
+
+def derive_hierarchy(labels: torch.Tensor, vocab: dict[str, list[str]], share: float = 0.9
+                     ) -> dict[str, dict[str, Any]]:
+    """Pairs of attributes where a finer one all but decides a coarser one in `labels` (N, A) (as a subgroup
+    decides its group: for at least `share` of the rows the coarse value is the one most common with the row's
+    fine value), as {coarse: {"from": fine, "p": P(coarse | fine) rows}}; the finest such attribute per coarse one.
+    """
+    names = list(vocab)
+    out: dict[str, dict[str, Any]] = {}
+    for ci, coarse in enumerate(names):
+        best = None
+        for fi, fine in enumerate(names):
+            if fi == ci or len(vocab[fine]) <= len(vocab[coarse]):
+                continue
+            both = (labels[:, fi] >= 0) & (labels[:, ci] >= 0)
+            if not both.any():
+                continue
+            counts = torch.zeros(len(vocab[fine]), len(vocab[coarse]))
+            counts.index_put_((labels[both, fi], labels[both, ci]), torch.ones(int(both.sum())), accumulate=True)
+            if counts.max(1).values.sum() < share * counts.sum():
+                continue
+            rows = counts.sum(1, keepdim=True)
+            p = torch.where(rows > 0, counts / rows.clamp_min(1), torch.full_like(counts, 1 / len(vocab[coarse])))
+            if best is None or len(vocab[fine]) > len(vocab[best[0]]):
+                best = (fine, p)
+        if best is not None:
+            out[coarse] = {"from": best[0], "p": [[round(float(v), 6) for v in row] for row in best[1].tolist()]}
+    return out
 
 
 def resize_to(x: torch.Tensor, size: int) -> torch.Tensor:

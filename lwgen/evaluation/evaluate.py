@@ -117,6 +117,7 @@ def real_embeddings(classifier: Classifier, images: torch.Tensor,
     path = None
     if cache_dir is not None:
         state = [v.float() for v in classifier.state_dict().values() if v.is_floating_point()]
+        state += [p for _, p in classifier.hierarchy.values()]  # the scores depend on it too
         path = Path(cache_dir) / f"eval-real-{fingerprint(images, *state)}.safetensors"
         if path.is_file():
             try:

@@ -19,7 +19,7 @@ from ..precision import autocast
 from ..shipped import inside_shipped, shipped_root
 from ..training import TrainConfig, Trainer
 from .augment import AugmentConfig, augment
-from .classifier import Classifier, ClassifierConfig, resize_to
+from .classifier import Classifier, ClassifierConfig, derive_hierarchy, resize_to
 from .metrics import topk_accuracy
 
 DEFAULT_ATTRIBUTES = ("group", "subgroup", "style", "skin_tone")
@@ -215,6 +215,7 @@ def train_classifier(data: str | Path, out: str | Path, attributes: Sequence[str
         summary = trainer.run()
     final = trainer.model  # the raw weights: on short runs they score above the EMA (which lags the decayed LR)
     recalibrate_batchnorm(final, train.images, seed=seed)
+    final.set_hierarchy(derive_hierarchy(train.labels, train.vocab))  # scores a group with its subgroup head too
     final.eval()
     val_acc = accuracy(final, val.images, val.labels)
     val_half = accuracy(final, val.images, val.labels, side=arch.image_size // 2)
