@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from lwgen.pipeline import DiffusionModel
+from lwgen.pipeline import DEFAULT_GUIDANCE, DiffusionModel
 from lwgen.projection import build_gallery, save_gallery
 
 torch.set_num_threads(1)
@@ -94,8 +94,8 @@ def test_generate_page(app_env, monkeypatch):
     click(at, "Generate")
     assert len(at.image) == 3
     assert at.code[0].value == ("lwgen sample --checkpoint " + str(app_env["LWGEN_CHECKPOINTS"] / "emoji-cosine")
-                                + " --set shape=circle -n 3 --steps 2 --sampler dpmpp --guidance 7 --seed 0 "
-                                  "--out grid.png")
+                                + f" --set shape=circle -n 3 --steps 2 --sampler dpmpp --guidance {DEFAULT_GUIDANCE:g}"
+                                  " --seed 0 --out grid.png")
     assert len(at.get("download_button")) == 2
     assert "0 = unconditional" in at.number_input(key="gen:guidance").help
     at.number_input(key="gen:count").set_value(64)
