@@ -154,8 +154,7 @@ class Classifier(nn.Module):
         out = {"kind": self.kind, "architecture": dataclasses.asdict(self.config), "vocab": self.vocab,
                "feature_dim": self.config.feature_dim}
         if self.hierarchy:
-            out["hierarchy"] = {coarse: {"from": fine, "p": [[round(float(v), 6) for v in row] for row in p.tolist()]}
-                                for coarse, (fine, p) in self.hierarchy.items()}
+            out["hierarchy"] = {coarse: {"from": fine, "p": _rows(p)} for coarse, (fine, p) in self.hierarchy.items()}
         return out
 
     def set_hierarchy(self, hierarchy: dict[str, Any], source: str = "config") -> None:
@@ -204,6 +203,11 @@ class Classifier(nn.Module):
         save_checkpoint(Path(folder), tensors, config)
 
 
+def _rows(p: torch.Tensor) -> list[list[float]]:
+    """A probability table as config.json keeps it: nested lists, 6 decimals."""
+    return [[round(float(v), 6) for v in row] for row in p.tolist()]
+
+
 def derive_hierarchy(labels: torch.Tensor, vocab: dict[str, list[str]], share: float = 0.9
                      ) -> dict[str, dict[str, Any]]:
     """Pairs of attributes where a finer one all but decides a coarser one in `labels` (N, A) (as a subgroup
@@ -229,7 +233,7 @@ def derive_hierarchy(labels: torch.Tensor, vocab: dict[str, list[str]], share: f
             if best is None or len(vocab[fine]) > len(vocab[best[0]]):
                 best = (fine, p)
         if best is not None:
-            out[coarse] = {"from": best[0], "p": [[round(float(v), 6) for v in row] for row in best[1].tolist()]}
+            out[coarse] = {"from": best[0], "p": _rows(best[1])}
     return out
 
 

@@ -80,19 +80,24 @@ class ClassifierTask:
             raise ValueError("text embeddings need a classifier with a text head of their width, one row per image")
         self.text, self.text_weight = text, text_weight
 
-    def _losses(self, features: torch.Tensor, logits: dict[str, torch.Tensor], y: torch.Tensor,
+    def _losses(self, text_pred: torch.Tensor | None, logits: dict[str, torch.Tensor], y: torch.Tensor,
                 idx: torch.Tensor) -> torch.Tensor:
         loss = torch.stack([F.cross_entropy(logits[a].float(), y[:, i], ignore_index=-1,
                                             label_smoothing=self.label_smoothing)
                             for i, a in enumerate(self.model.attributes)]).sum()
-        if self.text is not None and self.model.text_head is not None:
+        if text_pred is not None and self.text is not None:
             target = self.text[idx]
             given = target.abs().sum(1) > 0
             if given.any():
-                pred = self.model.text_head(self.model.dropout(features)).float()
-                cos = F.cosine_similarity(pred[given], target[given], dim=1)
+                cos = F.cosine_similarity(text_pred[given], target[given], dim=1)
                 loss = loss + self.text_weight * (1 - cos).mean()
         return loss
+
+    def _text_pred(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The text head's prediction for a batch (once, shared by both mixup terms); None without text."""
+        if self.text is None or self.model.text_head is None:
+            return None
+        return self.model.text_head(self.model.dropout(features)).float()
 
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = augment(to_float(self.images[idx]), g, self.augment_config)
@@ -100,15 +105,15 @@ class ClassifierTask:
         if not self.mixup:
             with autocast(self.config.bf16):
                 features, logits = self.model(x)
-                return self._losses(features, logits, y, idx)
+                return self._losses(self._text_pred(features), logits, y, idx)
         # lambda from the global torch RNG (seeded by train_classifier), the pairing from g
         lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
         perm = torch.randperm(len(idx), generator=g)
         with autocast(self.config.bf16):
             features, logits = self.model(lam * x + (1 - lam) * x[perm])
-            return (lam * self._losses(features, logits, y, idx)
-                    + (1 - lam) * self._losses(features, logits, y[perm], idx[perm]))
-
+            text_pred = self._text_pred(features)
+            return (lam * self._losses(text_pred, logits, y, idx)
+                    + (1 - lam) * self._losses(text_pred, logits, y[perm], idx[perm]))
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 128, limit: int = 2048,
