@@ -200,6 +200,7 @@ def validate_config(config: dict[str, Any]) -> None:
         _int(unet, "emb_dim", "embedding", w)
         _int(unet, "groups", "groups", w)
         _int(unet, "head_dim", "embedding", w)
+        _int(unet, "cond_tokens", "tokens", w, low=0)
         if isinstance(unet.get("base_channels"), int) and isinstance(unet.get("channel_mult"), list):
             limits.check("width", unet["base_channels"] * max(unet["channel_mult"]),
                          "unet.base_channels x max(unet.channel_mult)")

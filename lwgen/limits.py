@@ -27,6 +27,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "in_channels": (1, 64),
     "groups": (1, 1024),
     "embedding": (1, 8192),           # cond_dim, emb_dim, head_dim, text_dim (text_dim may be 0)
+    "tokens": (1, 256),               # condition tokens of the U-Net's cross-attention (0 = none)
     "timesteps": (2, 100_000),
     "vocab_size": (1, 1_000_000),     # values per attribute
     # data and training

@@ -24,7 +24,7 @@ from .diffusion import ScheduleConfig
 from .models import AutoencoderConfig, UNetConfig, UpscalerConfig
 from .pipeline import AutoencoderModel, DiffusionModel
 from .precision import autocast
-from .text import ENCODER, TEXT_DIM, cached_encode, template
+from .text import ENCODER, TEXT_DIM, cached_encode, lead_phrase, template
 from .training.config import TrainConfig
 
 DATA_FLAGS = {"folder": "data", "csv": "csv", "file_column": "file_column", "split": "split", "fit": "fit",
@@ -101,6 +101,7 @@ class Run:
     text: torch.Tensor | None  # (N, TEXT_DIM) sentence embeddings, or None
     latent_stats: bool  # whether the task sets the latent statistics from the data (False when continuing)
     meta: dict[str, Any]  # config.json entries beside the model's own
+    text_lead: torch.Tensor | None = None  # (N, TEXT_DIM) embeddings of each text's first phrase (--text-lead)
 
 
 def load_autoencoder(folder: Path) -> AutoencoderModel:
@@ -152,12 +153,15 @@ def init_weights(model: DiffusionModel, folder: Path) -> list[str]:
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
-    allowed = ("embedder.text_proj.", "embedder.null_text")
-    if unexpected or wrong or any(not k.startswith(allowed) for k in missing):
-        bad = ", ".join((unexpected + wrong + [k for k in missing if not k.startswith(allowed)])[:6])
+    def new(key: str) -> bool:  # parts that start at zero, so a trained generator may gain them
+        return key.startswith(("embedder.text_proj.", "embedder.null_text", "unet.token_")) or ".cross." in key
+
+    if unexpected or wrong or any(not new(k) for k in missing):
+        bad = ", ".join((unexpected + wrong + [k for k in missing if not new(k)])[:6])
         raise ValueError(f"--init {folder}: its weights do not fit this model ({bad})")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    return sorted({k.split(".")[1] for k in missing})
+    return sorted({"cross-attention" if ".cross." in k or k.startswith("unet.token_") else k.split(".")[1]
+                   for k in missing})
 
 
 def init_record(folder: Path, config: dict) -> dict:
@@ -186,8 +190,12 @@ def prepare(recipe: DiffusionRecipe, resume: Path | None = None, progress: bool 
     if prev:
         model = DiffusionModel.from_config(prev, str(resume))
     elif start:
-        model = DiffusionModel.from_config({**start, "text_dim": text_dim or start.get("text_dim", 0)},
-                                           str(recipe.init))
+        # a warm start may gain text and condition tokens (both start at zero); the rest is the checkpoint's
+        grown = {**start, "text_dim": text_dim or start.get("text_dim", 0)}
+        if isinstance(start.get("unet"), dict):
+            grown["unet"] = {**start["unet"],
+                             "cond_tokens": max(recipe.unet.cond_tokens, start["unet"].get("cond_tokens", 0))}
+        model = DiffusionModel.from_config(grown, str(recipe.init))
         missing = init_weights(model, recipe.init)  # type: ignore[arg-type]
         say(f"started from {recipe.init}" + (f" (new: {', '.join(missing)})" if missing else ""))
     else:
@@ -198,9 +206,12 @@ def prepare(recipe: DiffusionRecipe, resume: Path | None = None, progress: bool 
                                autoencoder=ae.net.config if ae else None, text_dim=text_dim)
         if ae is not None and model.autoencoder is not None:
             model.autoencoder.load_state_dict(ae.net.state_dict())
-    text = None
+    text = lead = None
     if texts is not None and model.takes_text:
         text = cached_encode(texts, table.root / CACHE_DIR, progress=progress)
+        if recipe.train.text_lead > 0:
+            leads = [lead_phrase(t) for t in texts]
+            lead = text if leads == list(texts) else cached_encode(leads, table.root / CACHE_DIR, progress=progress)
     weights = balance_weights(table.labels, list(data.attributes), recipe.train)
     meta: dict[str, Any] = {
         "data": data.provenance(table), "attributes": list(data.attributes), "recipe": recipe.record(),
@@ -212,7 +223,7 @@ def prepare(recipe: DiffusionRecipe, resume: Path | None = None, progress: bool 
     elif prev and prev.get("init"):
         meta["init"] = prev["init"]
     return Run(recipe, model, table, weights, text, latent_stats=start is None and not (prev or {}).get("init"),
-               meta=meta)
+               meta=meta, text_lead=lead)
 
 
 def recipe_flags(config: dict[str, Any], folder: Path) -> tuple[str, dict[str, Any]]:

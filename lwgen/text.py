@@ -94,6 +94,11 @@ def cached_encode(texts: Sequence[str], cache_dir: Path | None, progress: bool =
     return vectors
 
 
+def lead_phrase(text: str) -> str:
+    """The first comma-separated phrase of a row's text: "grinning face, happy, smile" -> "grinning face"."""
+    return text.split(",", 1)[0].strip() or text
+
+
 def template(values: dict[str, str]) -> str:
     """The text of a row that has no text column: its attribute values, e.g. "red, circle"."""
     return ", ".join(v.replace("-", " ").replace("_", " ") for v in values.values() if v and v != "any")

@@ -1,4 +1,6 @@
 """Networks: shapes, initial behaviour, size of the default configuration."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,6 +36,26 @@ def test_unet_keeps_the_input_shape(cfg):
     out = net(x, torch.tensor([0.0, 999.0]), torch.randn(2, cfg.cond_dim))
     assert out.shape == x.shape
     assert torch.all(out == 0), "the output layer is zero-initialised"
+
+
+def test_condition_tokens_start_at_zero():
+    """Cross-attention to tokens read from the condition is zero-initialised: a trained U-Net that gains it
+    predicts what it did, and the new weights, once they move, change the prediction."""
+    cfg = UNetConfig(resolution=8, base_channels=16, channel_mult=(1, 2), attention_levels=(1,), emb_dim=32,
+                     groups=8, head_dim=16, cond_dim=16)
+    torch.manual_seed(0)
+    plain, tokens = UNet(cfg), UNet(dataclasses.replace(cfg, cond_tokens=4))
+    missing = tokens.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(".cross." in k or k.startswith("token_") for k in missing)
+    for p in plain.parameters():  # a trained-looking network: no zero output layers
+        torch.nn.init.normal_(p, std=0.2)
+    tokens.load_state_dict(plain.state_dict(), strict=False)
+    x, t, cond = torch.randn(2, 4, 8, 8), torch.tensor([10.0, 500.0]), torch.randn(2, 16)
+    assert torch.equal(plain(x, t, cond), tokens(x, t, cond))
+    for name, p in tokens.named_parameters():
+        if ".cross." in name or name.startswith("token_"):
+            torch.nn.init.normal_(p, std=0.2)
+    assert not torch.allclose(tokens(x, t, cond), plain(x, t, cond))
 
 
 def test_unet_rejects_resolutions_it_cannot_halve():

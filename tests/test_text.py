@@ -13,7 +13,7 @@ from lwgen import precision
 from lwgen.data import ImageTable
 from lwgen.diffusion import ScheduleConfig
 from lwgen.pipeline import ConditionError, DiffusionModel
-from lwgen.text import TEXT_DIM, template
+from lwgen.text import TEXT_DIM, lead_phrase, template
 from lwgen.training import DiffusionTask, TrainConfig
 
 
@@ -64,6 +64,26 @@ def test_text_dropout_trains_every_subset(shapes_dir):
     assert only_first > 0 and 0.3 < no_text < 0.8  # one attribute alone occurs; about half the rows lose the text
 
 
+def test_text_lead_trains_the_first_phrase_alone(shapes_dir):
+    table = ImageTable.load(shapes_dir, SHAPE_ATTRIBUTES, size=32, split="train", progress=False)
+    model = _tiny(table.vocab, TEXT_DIM)
+    seen = []
+    model.condition = lambda labels, text=None: (seen.append(text.clone()),
+                                                 DiffusionModel.condition(model, labels, text))[1]
+    full = torch.full((len(table), TEXT_DIM), 1.0)
+    lead = torch.full((len(table), TEXT_DIM), 2.0)
+    idx = torch.arange(len(table)).repeat(2)[:64]
+    for p, expect in ((0.5, (0.3, 0.7)), (0.0, (0.0, 0.0))):
+        config = TrainConfig(batch=64, steps=1, text_drop=0.0, cond_drop=0.0, text_lead=p)
+        DiffusionTask(model, table.images, table.labels, config, text=full, text_lead=lead).loss(
+            idx, torch.Generator().manual_seed(0))
+        share = (seen[-1][:, 0] == 2.0).float().mean()
+        assert expect[0] <= share <= expect[1] and bool(((seen[-1] == 1.0) | (seen[-1] == 2.0)).all())
+    assert lead_phrase("grinning face, happy, smile") == "grinning face" and lead_phrase("red circle") == "red circle"
+    with pytest.raises(ValueError, match="text_lead"):
+        TrainConfig(steps=1, text_lead=1.5)
+
+
 def test_template_text_of_attribute_values():
     assert template({"color": "dark-red", "shape": "circle", "size": "any"}) == "dark red, circle"
 
@@ -86,6 +106,12 @@ def test_train_with_text_then_sample_a_prompt_and_start_from_a_model_without_tex
     config = json.loads((worded / "config.json").read_text())
     assert config["text_dim"] == TEXT_DIM and config["init"]["checkpoint"] == str(plain)
     assert config["init"]["steps"] == 3 and "new: null_text, text_proj" in run.stdout
+    tokened = tmp_path / "tokened"  # condition tokens can be gained the same way
+    run = subprocess.run(_cmd(shapes_dir, tokened, "--init", str(worded), "--unet-cond-tokens", "4"),
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "new: cross-attention" in run.stdout
+    assert json.loads((tokened / "config.json").read_text())["unet"]["cond_tokens"] == 4
     grid = tmp_path / "prompt.png"
     run = subprocess.run([sys.executable, "-m", "lwgen", "sample", "--checkpoint", str(worded), "--prompt",
                           "a red circle", "-n", "4", "--steps", "2", "--out", str(grid)],

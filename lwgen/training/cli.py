@@ -269,7 +269,7 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
                          extra={"schedule": (saved.get("name"), "cosine"),
                                 "prediction": (saved.get("prediction"), "v")})
         resume_conflicts(args, prev, "schedule", "schedule_", ScheduleConfig, skip=("name", "prediction"))
-    elif not args.init:
+    else:
         check_architecture("unet", recipe.unet, "unet_")
     with distributed.local_main_first(env):  # the first process of each machine fills the image and text caches
         run = prepare(recipe, resume=args.out if prev else None, progress=not args.no_progress and env.is_main,
@@ -279,7 +279,8 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     space = f"{model.noise_shape} latent" if model.autoencoder is not None else "pixel space"
     say(f"U-Net: {count_parameters(model.unet) / 1e6:.2f} M parameters in {space}, schedule "
         f"{model.schedule.name}, {model.schedule.prediction}-prediction, {model.resolution} px images")
-    task = DiffusionTask(model, table.images, table.labels, config, text=run.text, latent_stats=run.latent_stats)
+    task = DiffusionTask(model, table.images, table.labels, config, text=run.text, latent_stats=run.latent_stats,
+                         text_lead=run.text_lead)
     preview_labels = table.labels[torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:16]]
 
     def preview(ema: Any) -> torch.Tensor:  # the EMA copy of the DiffusionModel

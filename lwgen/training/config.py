@@ -25,6 +25,8 @@ class TrainConfig:
         "cond_drop": "probability of dropping the whole condition, the unconditional branch of guidance",
         "attr_drop": "probability of dropping each attribute on its own, so a group or subgroup alone is trained",
         "text_drop": "probability of dropping the text, so attributes alone are trained",
+        "text_lead": "probability of keeping only the first comma-separated phrase of a row's text (an emoji's name "
+                     "without its tags), so that short prompts are trained too",
         "balance_power": "rows are drawn with weight count^-power of their class (0: uniform, 1: balanced)",
         "balance_attribute": "attribute whose classes --balance-power balances ('': the first of --attributes)",
         "bf16": "bfloat16 autocast where the CPU or GPU runs it natively (emulated bf16 is slow, so it is off there)",
@@ -35,7 +37,8 @@ class TrainConfig:
         "sample_minutes": "minutes between preview grids (0: none)",
     }
     DIFFUSION_ONLY: ClassVar[tuple[str, ...]] = (
-        "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "balance_power", "balance_attribute")
+        "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "text_lead", "balance_power",
+        "balance_attribute")
 
     batch: int = 64
     lr: float = 2e-3
@@ -51,6 +54,7 @@ class TrainConfig:
     cond_drop: float = 0.1
     attr_drop: float = 0.5
     text_drop: float = 0.5
+    text_lead: float = 0.0
     balance_power: float = 0.5
     balance_attribute: str = ""
     bf16: bool = True
@@ -67,6 +71,8 @@ class TrainConfig:
             raise ValueError("batch must be at least 1")
         if not all(0 <= p < 1 for p in (self.cond_drop, self.attr_drop, self.text_drop)):
             raise ValueError("cond_drop, attr_drop and text_drop must be in [0, 1)")
+        if not 0 <= self.text_lead <= 1:
+            raise ValueError("text_lead must be in [0, 1]")
 
     def record(self, kind: str) -> dict[str, object]:
         """The settings config.json keeps: a model other than a diffusion generator leaves out DIFFUSION_ONLY."""

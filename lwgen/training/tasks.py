@@ -17,12 +17,13 @@ class DiffusionTask:
 
     Each attribute is dropped on its own with p = attr_drop and the text with p = text_drop, so every subset
     a user may give (a group alone, a subgroup alone, a prompt alone, ...) is trained, not only whole rows;
-    everything is dropped together with p = cond_drop, the unconditional branch of guidance.
+    everything is dropped together with p = cond_drop, the unconditional branch of guidance. With `text_lead`
+    (the embeddings of each row's first phrase, its name) a row's text is its name alone with p = text_lead.
     `latent_stats` False keeps the latent statistics the model has (fine-tuning a trained generator).
     """
 
     def __init__(self, model: DiffusionModel, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                 text: torch.Tensor | None = None, latent_stats: bool = True):
+                 text: torch.Tensor | None = None, latent_stats: bool = True, text_lead: torch.Tensor | None = None):
         r = model.resolution
         if images.shape[-1] % r:
             raise ValueError(f"images of {images.shape[-1]} px cannot be area-downsampled to {r} px")
@@ -43,6 +44,7 @@ class DiffusionTask:
             self.x0 = to_float(images)
         self.labels = labels
         self.text = self._check_text(model, text, len(labels))
+        self.text_lead = self._check_text(model, text_lead, len(labels)) if self.text is not None else None
 
     @staticmethod
     def _check_text(model: DiffusionModel, text: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -55,12 +57,14 @@ class DiffusionTask:
 
     @classmethod
     def from_targets(cls, model: DiffusionModel, x0: torch.Tensor, labels: torch.Tensor,
-                     config: TrainConfig, text: torch.Tensor | None = None) -> DiffusionTask:
+                     config: TrainConfig, text: torch.Tensor | None = None,
+                     text_lead: torch.Tensor | None = None) -> DiffusionTask:
         """A task on targets already in the model's space (normalised latents, or pixels in [-1, 1]), so that
         several models can share one encoding of the data; the model's latent statistics must be set already."""
         task = cls.__new__(cls)
         task.model, task.config, task.x0, task.labels = model, config, x0, labels
         task.text = cls._check_text(model, text, len(labels))
+        task.text_lead = cls._check_text(model, text_lead, len(labels)) if task.text is not None else None
         return task
 
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -74,6 +78,9 @@ class DiffusionTask:
         text = None
         if self.text is not None:  # drawn only with text, so runs without text keep their random stream
             text = self.text[idx].clone()
+            if self.text_lead is not None and c.text_lead > 0:  # drawn only then: other runs keep their stream
+                lead = torch.rand(b, generator=g) < c.text_lead
+                text[lead] = self.text_lead[idx][lead]
             text[(torch.rand(b, generator=g) < c.text_drop) | drop_all] = 0.0
         t = torch.randint(0, model.schedule.timesteps, (b,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
