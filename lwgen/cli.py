@@ -10,7 +10,7 @@ import torch
 
 from . import __version__, limits
 from .checkpoint import CheckpointError
-from .config_args import add_guidance_interval_arg, add_guidance_parallel_arg, guidance_interval
+from .config_args import HelpFormatter, add_guidance_interval_arg, add_guidance_parallel_arg, guidance_interval
 from .data import DataError
 from .diffusion.samplers import SAMPLERS
 from .pipeline import DEFAULT_GUIDANCE, ConditionError
@@ -33,7 +33,7 @@ def image_format(out: str | Path) -> str:
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="generate a grid of images from a checkpoint",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, help="diffusion checkpoint folder")
     p.add_argument("--set", dest="values", action="append", default=[], metavar="ATTR=VALUE",
                    help="condition on an attribute value (repeatable; 'any' leaves it free)")
@@ -102,7 +102,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def _export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a release copy of a checkpoint (EMA weights only, half precision), or "
                                       "`export tensorboard`: a TensorBoard projector of its gallery",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="`lwgen export --checkpoint X --out Y` writes a release copy of X. `lwgen export "
                                    "tensorboard --checkpoint X --out Y` writes a TensorBoard projector folder of the "
                                    "gallery shipped beside X (sprite, metadata.tsv, tensors.tsv, "

@@ -9,6 +9,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, unless its help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        return text if "(default" in text else super()._get_help_string(action)
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
                        skip: tuple[str, ...] = (), help_prefix: str = "", helps: dict[str, str] | None = None) -> None:
     """One `--prefix-field` flag per dataclass field, typed and defaulted from the field. The help text is the

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import CONFIG, CheckpointError, read_config, write_json
-from ..config_args import add_guidance_interval_arg, add_guidance_parallel_arg, guidance_interval
+from ..config_args import HelpFormatter, add_guidance_interval_arg, add_guidance_parallel_arg, guidance_interval
 from ..data import DataError, ImageTable
 from ..diffusion.samplers import SAMPLERS
 from ..pipeline import DEFAULT_GUIDANCE
@@ -84,7 +84,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
     arch = ClassifierConfig()
     t = sub.add_parser("train-classifier", help="train the domain classifier on the train split, score it on val",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     t.add_argument("--data", required=True, type=Path,
                    help="image folder with the annotation CSV (needs a split column)")
     t.add_argument("--out", required=True, type=Path,

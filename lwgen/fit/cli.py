@@ -5,6 +5,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config_args import HelpFormatter
 from ..shipped import shipped_enabled, shipped_root
 from .plan import CLASSIFIER_SHARE, EXTRA_FLAGS, FitOptions, parse_extra
 
@@ -22,7 +23,7 @@ interrupted fit."""
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `fit`."""
     p = subparsers.add_parser("fit", help="train and evaluate generators on your own data with one command",
-                              description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--data", required=True, type=Path, help="folder with the images and the annotation CSV")
     p.add_argument("--attributes", nargs="+", required=True, help="CSV columns to condition on")
     p.add_argument("--minutes", type=float, required=True, help="wall-clock training budget of the whole fit")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..config_args import HelpFormatter
 from ..diffusion.samplers import SAMPLERS
 from ..pipeline import DEFAULT_GUIDANCE
 
@@ -13,7 +14,7 @@ from ..pipeline import DEFAULT_GUIDANCE
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `gallery` (func=run_gallery)."""
     p = subparsers.add_parser("gallery", help="generate a gallery of images per class for the app's Explore page",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, help="diffusion checkpoint folder")
     p.add_argument("--per-class", type=int, default=2, help="images per class (attribute combination)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")

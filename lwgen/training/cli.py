@@ -18,7 +18,7 @@ from ..checkpoint import (
     read_config,
     validate_config,
 )
-from ..config_args import add_dataclass_args, dataclass_from_args
+from ..config_args import HelpFormatter, add_dataclass_args, dataclass_from_args
 from ..data import DataError, ImageTable, downsample, to_float
 from ..diffusion import ScheduleConfig
 from ..io import check_writable_folder
@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description="Train one model. `lwgen train --config checkpoints/NAME/config.json "
                                           "--out runs/NEW` trains the run that made a checkpoint again.")
     sub = p.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,diffusion,upscaler}")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     a = sub.add_parser("autoencoder", help="train the image autoencoder whose latent the diffusion model uses",
                        formatter_class=fmt)
     _data_args(a, attributes=False)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config_args import add_dataclass_args, dataclass_from_args
+from ..config_args import HelpFormatter, add_dataclass_args, dataclass_from_args
 from ..diffusion.schedules import PREDICTIONS, SCHEDULES
 from ..models import UNetConfig
 from ..training.config import TrainConfig
@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register `tune` (func=run_tune)."""
     p = subparsers.add_parser(
         "tune", help="search learning rate, U-Net width, schedule, prediction, min-SNR, condition drop and batch "
-                     "with Optuna", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                     "with Optuna", formatter_class=HelpFormatter,
         description="Each trial trains a diffusion model for --minutes-per-trial into its own folder and reports "
                     "a held-out score (v-space denoising MSE on the validation rows at fixed noise) --reports "
                     "times; trials behind the median of earlier ones at the same point are pruned. Running the "
