@@ -137,3 +137,17 @@ def test_autoencoder_fine_tune_starts_from_the_init_weights(shapes_dir, tiny_che
     assert "missing" in capsys.readouterr().err
     assert main([*base, "--init", str(tiny_checkpoints["cosine"]), "--out", str(tmp_path / "z"), "--steps", "1"]) == 2
     assert "not an autoencoder checkpoint (kind='diffusion')" in capsys.readouterr().err
+
+
+def test_logit_normal_noise_levels_favour_the_middle():
+    from lwgen.training.tasks import draw_timesteps
+
+    def share_in_middle(how: str) -> float:
+        t = draw_timesteps(how, 1000, 20_000, torch.Generator().manual_seed(0))
+        assert 0 <= int(t.min()) and int(t.max()) < 1000
+        return float(((t >= 250) & (t < 750)).float().mean())
+
+    assert abs(share_in_middle("uniform") - 0.5) < 0.02
+    assert share_in_middle("logit-normal") > 0.7  # P(|N(0, 1)| < logit(0.75) = 1.10) = 0.73
+    with pytest.raises(ValueError, match="noise_levels"):
+        TrainConfig(steps=1, noise_levels="beta")

@@ -25,6 +25,8 @@ class TrainConfig:
         "cond_drop": "probability of dropping the whole condition, the unconditional branch of guidance",
         "attr_drop": "probability of dropping each attribute on its own, so a group or subgroup alone is trained",
         "text_drop": "probability of dropping the text, so attributes alone are trained",
+        "noise_levels": "how training draws each row's noise level: uniform over the timesteps, or logit-normal "
+                        "(Esser et al. 2024: sigmoid of a standard normal, more of the middle levels)",
         "text_lead": "probability of keeping only the first comma-separated phrase of a row's text (an emoji's name "
                      "without its tags), so that short prompts are trained too",
         "balance_power": "rows are drawn with weight count^-power of their class (0: uniform, 1: balanced)",
@@ -36,8 +38,9 @@ class TrainConfig:
         "save_minutes": "minutes between checkpoints of the resumable training state",
         "sample_minutes": "minutes between preview grids (0: none)",
     }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"noise_levels": ("uniform", "logit-normal")}
     DIFFUSION_ONLY: ClassVar[tuple[str, ...]] = (
-        "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "text_lead", "balance_power",
+        "noise_levels", "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "text_lead", "balance_power",
         "balance_attribute")
 
     batch: int = 64
@@ -49,6 +52,7 @@ class TrainConfig:
     minutes: float = 0.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
+    noise_levels: str = "uniform"
     min_snr_gamma: float = 5.0
     snr_floor: float = 0.0
     cond_drop: float = 0.1
@@ -71,6 +75,9 @@ class TrainConfig:
             raise ValueError("batch must be at least 1")
         if not all(0 <= p < 1 for p in (self.cond_drop, self.attr_drop, self.text_drop)):
             raise ValueError("cond_drop, attr_drop and text_drop must be in [0, 1)")
+        if self.noise_levels not in self.CHOICES["noise_levels"]:
+            raise ValueError(f"noise_levels must be one of {', '.join(self.CHOICES['noise_levels'])}, "
+                             f"got {self.noise_levels!r}")
         if not 0 <= self.text_lead <= 1:
             raise ValueError("text_lead must be in [0, 1]")
 

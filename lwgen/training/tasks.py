@@ -12,6 +12,14 @@ from ..precision import autocast
 from .config import TrainConfig
 
 
+def draw_timesteps(how: str, timesteps: int, n: int, g: torch.Generator) -> torch.Tensor:
+    """n training timesteps in [0, timesteps): uniform, or logit-normal (the sigmoid of a standard normal, scaled)."""
+    if how == "logit-normal":
+        u = torch.sigmoid(torch.randn(n, generator=g))
+        return (u * timesteps).long().clamp_(0, timesteps - 1)
+    return torch.randint(0, timesteps, (n,), generator=g)
+
+
 class DiffusionTask:
     """Denoising loss with v or eps prediction, min-SNR weighting and condition dropout for guidance.
 
@@ -82,7 +90,7 @@ class DiffusionTask:
                 lead = torch.rand(b, generator=g) < c.text_lead
                 text[lead] = self.text_lead[idx][lead]
             text[(torch.rand(b, generator=g) < c.text_drop) | drop_all] = 0.0
-        t = torch.randint(0, model.schedule.timesteps, (b,), generator=g)
+        t = draw_timesteps(c.noise_levels, model.schedule.timesteps, b, g)
         noise = torch.randn(x0.shape, generator=g)
         abar = model.alphas_cumprod[t]
         x_t = add_noise(x0, noise, abar)
