@@ -40,8 +40,8 @@ class TrainConfig:
     }
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"noise_levels": ("uniform", "logit-normal")}
     DIFFUSION_ONLY: ClassVar[tuple[str, ...]] = (
-        "noise_levels", "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "text_lead", "balance_power",
-        "balance_attribute")
+        "noise_levels", "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "text_lead",
+        "balance_power", "balance_attribute")
 
     batch: int = 64
     lr: float = 2e-3
