@@ -65,6 +65,12 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.cos(), args.sin()], dim=1)
 
 
+def _zero(layer: nn.Module) -> None:
+    """Zero a layer's weight and bias, so that its block starts as the identity (or its output at zero)."""
+    for p in layer.parameters():
+        nn.init.zeros_(p)
+
+
 def _norm(groups: int, channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
@@ -77,8 +83,7 @@ class ResBlock(nn.Module):
         self.norm1, self.conv1 = _norm(groups, cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2, self.conv2 = _norm(groups, cout), nn.Conv2d(cout, cout, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        _zero(self.conv2)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -98,8 +103,7 @@ class CrossAttention(nn.Module):
         self.q = nn.Conv2d(channels, channels, 1)
         self.kv = nn.Linear(token_dim, 2 * channels)
         self.proj = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.proj.weight)  # zero at first: added to a trained U-Net it changes nothing yet
-        nn.init.zeros_(self.proj.bias)
+        _zero(self.proj)  # zero at first: added to a trained U-Net it changes nothing yet
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -119,8 +123,7 @@ class Attention(nn.Module):
         self.norm = _norm(groups, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        _zero(self.proj)
         self.cross = CrossAttention(channels, token_dim, groups, head_dim) if token_dim else None
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
@@ -168,8 +171,7 @@ class UNet(nn.Module):
                 self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
         self.out_norm = _norm(c.groups, cur)
         self.out = nn.Conv2d(cur, c.in_channels * c.unshuffle ** 2, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        _zero(self.out)
 
     def _block(self, cin: int, cout: int, level: int) -> nn.Module:
         res = ResBlock(cin, cout, self.config.emb_dim, self.config.groups)
