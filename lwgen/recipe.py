@@ -153,6 +153,7 @@ def init_weights(model: DiffusionModel, folder: Path) -> list[str]:
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+
     def new(key: str) -> bool:  # parts that start at zero, so a trained generator may gain them
         return key.startswith(("embedder.text_proj.", "embedder.null_text", "unet.token_")) or ".cross." in key
 
