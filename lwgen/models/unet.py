@@ -146,7 +146,7 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(c.base_channels, c.emb_dim), nn.SiLU(), nn.Linear(c.emb_dim, c.emb_dim))
         self.cond_mlp = nn.Sequential(nn.Linear(c.cond_dim, c.emb_dim), nn.SiLU(), nn.Linear(c.emb_dim, c.emb_dim))
         # tokens as wide as one attention head: the cross-attention adds about 0.5 M parameters at the defaults
-        token_dim = c.head_dim if c.cond_tokens else 0
+        self.token_dim = token_dim = c.head_dim if c.cond_tokens else 0
         self.token_proj = nn.Linear(c.cond_dim, c.cond_tokens * token_dim) if c.cond_tokens else None
         self.token_norm = nn.LayerNorm(token_dim) if c.cond_tokens else None
         self.stem = nn.Conv2d(c.in_channels * c.unshuffle ** 2, chans[0], 3, padding=1)
@@ -176,8 +176,7 @@ class UNet(nn.Module):
     def _block(self, cin: int, cout: int, level: int) -> nn.Module:
         res = ResBlock(cin, cout, self.config.emb_dim, self.config.groups)
         if level in self.config.attention_levels:
-            token_dim = self.config.head_dim if self.config.cond_tokens else 0
-            return nn.ModuleList([res, Attention(cout, self.config.groups, self.config.head_dim, token_dim)])
+            return nn.ModuleList([res, Attention(cout, self.config.groups, self.config.head_dim, self.token_dim)])
         return res
 
     @staticmethod

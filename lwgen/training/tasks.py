@@ -65,14 +65,13 @@ class DiffusionTask:
 
     @classmethod
     def from_targets(cls, model: DiffusionModel, x0: torch.Tensor, labels: torch.Tensor,
-                     config: TrainConfig, text: torch.Tensor | None = None,
-                     text_lead: torch.Tensor | None = None) -> DiffusionTask:
+                     config: TrainConfig, text: torch.Tensor | None = None) -> DiffusionTask:
         """A task on targets already in the model's space (normalised latents, or pixels in [-1, 1]), so that
         several models can share one encoding of the data; the model's latent statistics must be set already."""
         task = cls.__new__(cls)
         task.model, task.config, task.x0, task.labels = model, config, x0, labels
         task.text = cls._check_text(model, text, len(labels))
-        task.text_lead = cls._check_text(model, text_lead, len(labels)) if task.text is not None else None
+        task.text_lead = None
         return task
 
     def loss(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
