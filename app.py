@@ -4,8 +4,7 @@ Run with `streamlit run app.py`; checkpoints are the shipped ones, ./runs and $L
 """
 import streamlit as st
 
-from lwgen.app.navigation import navigation_run
-from lwgen.app.state import warm_imports
+from lwgen.app.navigation import navigation_run, warm_imports
 
 st.set_page_config(page_title="lwgen", page_icon="🌀", layout="wide")
 

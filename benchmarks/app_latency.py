@@ -21,7 +21,7 @@ from pathlib import Path
 
 import lwgen.app.explore  # noqa: F401  (what the Explore page loads, sklearn.manifold included)
 from lwgen.app.runner import condition_of, generate_images
-from lwgen.pipeline import DiffusionModel
+from lwgen.pipeline import DEFAULT_GUIDANCE, DiffusionModel
 from lwgen.projection import load_gallery, pixel_features, project
 
 
@@ -100,6 +100,8 @@ def browser_rows(url: str) -> dict[str, float]:
         page.goto(url, timeout=120_000)
         page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=120_000)
         rows["first page load, to the Generate button (s)"] = time.perf_counter() - t0
+        page.get_by_text("Choose a condition", exact=False).wait_for(timeout=120_000)  # drawn once the model loaded
+        rows["first page load, to the model loaded (s)"] = time.perf_counter() - t0
         idle(page)
         fill(page, "Images", 4)
         for name, seed in (("first Generate, 4 images, click to images (s)", 100),
@@ -177,7 +179,8 @@ def main() -> None:
     model = DiffusionModel.from_checkpoint(args.checkpoint)
     rows = {"load checkpoint (s)": time.perf_counter() - t0}
     cond = condition_of(model, {"group": "smileys-emotion", "subgroup": "face-smiling"})
-    generate = lambda: generate_images(model, cond, list(range(4)), 20, "dpmpp", 2.0)  # the page's defaults, 4 images
+    # the page's defaults, 4 images
+    generate = lambda: generate_images(model, cond, list(range(4)), 20, "dpmpp", DEFAULT_GUIDANCE)
     rows["first Generate, 4 images, 20 steps (s)"] = seconds(generate)
     rows["Generate, 4 images, 20 steps (s)"] = min(seconds(generate) for _ in range(3))
     gallery = load_gallery(args.checkpoint)

@@ -13,14 +13,15 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from . import limits
 from .io import atomic_write, atomic_write_text, commit, prepare
+
+if TYPE_CHECKING:  # torch loads with the first tensor written, not with this module (the app's catalog uses it)
+    import torch
 
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.safetensors"
 STAMP = "save_stamp"  # key of the save id in config.json and in the safetensors metadata
@@ -40,6 +41,8 @@ def _tensor_writer(path: Path, tensors: dict[str, torch.Tensor],
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
 
     def write(tmp: str) -> None:
+        from safetensors.torch import save_file
+
         try:
             save_file(tensors, tmp, metadata=metadata)
         except OSError:

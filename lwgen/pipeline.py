@@ -16,6 +16,7 @@ from .checkpoint import (
     module_state,
     read_config,
 )
+from .conditioning import ANY, DEFAULT_GUIDANCE
 from .diffusion import ScheduleConfig, get_sampler, spaced_timesteps, to_x0
 from .models import (
     NULL,
@@ -30,8 +31,6 @@ from .models import (
 )
 from .precision import autocast
 
-ANY = "any"
-DEFAULT_GUIDANCE = 10.0  # classifier-free guidance scale of the CLI, the app and evaluation (docs/experiments.md, 10)
 # Noise levels sigma = sqrt((1 - abar) / abar) at which guidance applies (Kynkaanniemi et al. 2024, "Applying
 # guidance in a limited interval"); outside it the conditional prediction alone is used, which also skips the
 # unconditional pass. None = every step.

@@ -8,7 +8,7 @@ from lwgen.app.catalog import Entry, of_kind
 from lwgen.app.figures import loss_figure
 from lwgen.app.images import resize
 from lwgen.app.navigation import require_app
-from lwgen.app.paths import SOURCE_TEXT, display_path
+from lwgen.app.paths import SOURCE_TEXT, catalog, display_path
 from lwgen.app.runner import conditions_for, generate_images
 from lwgen.checkpoint import read_config
 from lwgen.pipeline import DEFAULT_GUIDANCE
@@ -146,7 +146,7 @@ def card(entry: Entry, entries: list[Entry]) -> None:
 
 require_app()
 st.title("Models")
-entries = state.catalog()
+entries = catalog()
 if not entries:
     ui.no_checkpoints(None)
     st.stop()

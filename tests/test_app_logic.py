@@ -6,6 +6,8 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class, weak_values
-from lwgen.app.catalog import discover, discover_all, of_kind, preferred
+from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class
+from lwgen.app.catalog import discover, discover_all, of_kind, preferred, read_entry
 from lwgen.app.command import sample_command
 from lwgen.app.conditions import (
     ANY,
@@ -40,6 +42,7 @@ from lwgen.app.explore import (
     text_search,
 )
 from lwgen.app.images import data_uri, grid, grid_png, png_bytes, resize, to_uint8, zip_pngs
+from lwgen.app.info import generator_info, weak_values
 from lwgen.app.lab import click_grid, nearest, prompt_walk, vector_at
 from lwgen.app.paths import display_path, search_roots
 from lwgen.app.runner import (
@@ -53,12 +56,14 @@ from lwgen.app.runner import (
     x0_image,
 )
 from lwgen.app.selection import captions, clicked_position, selected_indices, selection_summary
+from lwgen.checkpoint import CheckpointError
 from lwgen.cli import build_parser, parse_values
 from lwgen.cli import main as cli_main
 from lwgen.models import NULL
 from lwgen.pipeline import ConditionError, DiffusionModel, UpscaleModel
 from lwgen.projection import build_gallery, fit_plane, walk
 from lwgen.projection.text import condition_points
+from lwgen.shipped import shipped_root
 
 torch.set_num_threads(1)
 VOCAB = {"group": ["animals", "flags", "people"], "subgroup": ["cat", "dog", "europe", "face"],
@@ -142,6 +147,32 @@ def test_describe():
     assert describe({"group": ANY}, "a cat") == '"a cat"' and describe({}, "  ") == "no condition"
 
 
+@pytest.mark.parametrize("which", ["latent", "text", "shipped"])
+def test_generator_info_says_what_the_loaded_model_does(which, tiny_latent_checkpoint, tiny_text_checkpoint):
+    folder = {"latent": tiny_latent_checkpoint, "text": tiny_text_checkpoint,
+              "shipped": shipped_root() / "emoji-cosine"}[which]
+    info, model = generator_info(read_entry(folder)), DiffusionModel.from_checkpoint(folder)
+    assert (info.vocab, info.takes_text, info.resolution) == (model.vocab, model.takes_text, model.resolution)
+    assert info.combinations is not None
+    assert info.combinations.tolist() == known_combinations(model.checkpoint_config).tolist()
+
+
+def test_generator_info_names_a_config_that_is_not_a_generators(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "diffusion", "vocab": {"a": ["b"]}}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"config\.json: not a generator's config \(KeyError: 'unet'\)"):
+        generator_info(read_entry(tmp_path))
+
+
+def test_the_generate_pages_widgets_need_no_torch():
+    """The modules the Generate page draws its widgets with do not import torch (it loads after the button)."""
+    code = ("import sys, lwgen.app.navigation, lwgen.app.ui, lwgen.app.info, lwgen.app.catalog, lwgen.app.conditions; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'safetensors.torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_known_combinations_prefers_config_then_gallery():
     config = {"vocab": VOCAB, "combinations": [["animals", "cat", "none"]]}
     assert known_combinations(config, COMBOS).tolist() == [[0, 0, 0]]
@@ -169,8 +200,6 @@ def test_sample_command_round_trips_through_the_cli_parser(tmp_path, monkeypatch
     assert parse_values(args.values) == {k: v for k, v in values.items() if v != ANY}
     assert (args.n, args.steps, args.sampler, args.guidance, args.seed, args.upscale) == (16, 20, "dpmpp", 2.0, 0,
                                                                                          False)
-    from lwgen.shipped import shipped_root
-
     up = sample_command("checkpoints/emoji-cosine", {}, 4, 10, "ddim", 1.5, 7, upscaler=shipped_root() / "upscaler-x4")
     assert up.endswith("--guidance 1.5 --seed 7 --upscale --out grid.png")  # the shipped up-scaler: the default
     assert build_parser().parse_args(shlex.split(up)[1:]).upscaler == shipped_root() / "upscaler-x4"
@@ -243,8 +272,6 @@ def copy_checkpoint(source: Path, folder: Path) -> Path:
 
 def test_the_catalog_adds_runs_and_listed_folders_to_the_shipped_checkpoints(tiny_checkpoints, tmp_path,
                                                                              monkeypatch):
-    from lwgen.shipped import shipped_root
-
     work = tmp_path / "work"  # the app started from another folder: shipped ones are found beside the package
     copy_checkpoint(tiny_checkpoints["linear"], work / "checkpoints" / "local-linear")
     copy_checkpoint(tiny_checkpoints["cosine"], work / "runs" / "mine")  # lwgen train --out runs/mine

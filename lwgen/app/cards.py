@@ -102,21 +102,6 @@ GLOSSARY: list[tuple[str, str, str]] = [
 ]
 
 
-def weak_values(folder: str | Path, attribute: str, ratio: float = 0.75) -> dict[str, tuple[float, float]]:
-    """Values of `attribute` whose samples, given that value alone, the classifier recognises less than `ratio`
-    times as often as real images of it ({value: (sample top-1, real top-1)}), from eval-ATTRIBUTE.json."""
-    data = read_json_object(Path(folder) / f"eval-{attribute}.json") or {}
-    per = data.get(f"per_{attribute}") or {}
-    weak = {}
-    for value, acc in per.items():
-        if not isinstance(acc, dict):
-            continue
-        sample, real = acc.get("sample_top1"), acc.get("real_top1")
-        if isinstance(sample, (int, float)) and isinstance(real, (int, float)) and real > 0 and sample < ratio * real:
-            weak[value] = (float(sample), float(real))
-    return weak
-
-
 def human_count(n: int | None) -> str:
     """1234567 -> "1.23 M"."""
     if n is None:

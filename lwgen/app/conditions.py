@@ -3,26 +3,31 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+import numpy as np
 
-from ..models import NULL
-from ..projection.combinations import combinations_from_config
+from ..conditioning import ANY, NULL, config_label_rows
 
-ANY = "any"
 # Conditions the pages start from when the model knows them (the emoji demo), else the first/last value.
 STARTING = ({"group": "smileys-emotion", "subgroup": "face-smiling"},
             {"group": "animals-nature", "subgroup": "animal-mammal"})
 
 
-def known_combinations(config: dict[str, Any], gallery_labels: torch.Tensor | None = None) -> torch.Tensor | None:
-    """Combinations (K, A) from the checkpoint config, else the classes of its gallery, else None."""
-    found = combinations_from_config(config)
+def config_combinations(config: dict[str, Any]) -> np.ndarray | None:
+    """The `combinations` of a checkpoint config as label rows (K, A), sorted; None when it lists none."""
+    found = config_label_rows(config)
+    return np.array(found, dtype=np.int64).reshape(-1, len(config["vocab"])) if found else None
+
+
+def known_combinations(config: dict[str, Any], gallery_labels: Any = None) -> np.ndarray | None:
+    """Combinations (K, A) from the checkpoint config, else the classes of its gallery (labels as an array or a
+    tensor), else None."""
+    found = config_combinations(config)
     if found is None and gallery_labels is not None and len(gallery_labels):
-        found = torch.unique(gallery_labels.long(), dim=0)
+        found = np.unique(np.asarray(gallery_labels, dtype=np.int64), axis=0)
     return found
 
 
-def attribute_options(vocab: dict[str, list[str]], combos: torch.Tensor | None,
+def attribute_options(vocab: dict[str, list[str]], combos: Any,
                       selected: dict[str, str]) -> dict[str, list[str]]:
     """["any", values...] per attribute; each attribute keeps the values that occur with the choices above it.
 
@@ -31,7 +36,8 @@ def attribute_options(vocab: dict[str, list[str]], combos: torch.Tensor | None,
     """
     attrs = list(vocab)
     out: dict[str, list[str]] = {}
-    keep = torch.ones(len(combos), dtype=torch.bool) if combos is not None else None
+    combos = None if combos is None else np.asarray(combos)
+    keep = np.ones(len(combos), dtype=bool) if combos is not None else None
     for k, a in enumerate(attrs):
         values = list(vocab[a])
         if combos is not None and len(combos):

@@ -1,6 +1,7 @@
 """Running pages under app.py's st.navigation, also when Streamlit starts them on its own."""
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,3 +47,18 @@ def require_app() -> None:
     except ImportError:  # a Streamlit without the legacy mode: switch to the main script instead
         st.switch_page("app.py")
     st.rerun()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_imports() -> threading.Thread:
+    thread = threading.Thread(target=lambda: importlib.import_module("sklearn.manifold"), name="lwgen-imports",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_imports() -> None:
+    """Import scikit-learn's t-SNE in the background, once per process, after the first page is drawn: the pages
+    that draw no map do not wait the second it takes, and Explore's first t-SNE map does not either."""
+    if not under_apptest():
+        _warm_imports()

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from ..shipped import shipped_enabled, shipped_root
-from .catalog import Root
+from .catalog import Entry, Root, discover_all
 
 TRAIN_HINT = ("lwgen train diffusion --data data/emoji --attributes group subgroup style skin_tone "
               "--schedule cosine --minutes 60 --out runs/emoji-cosine")
@@ -67,3 +67,9 @@ def display_path(path: str | Path) -> str:
         return str(path.relative_to(os.path.abspath(Path.cwd())))
     except ValueError:
         return str(path)
+
+
+def catalog() -> list[Entry]:
+    """The checkpoint folders of every searched place (shipped, $LWGEN_CHECKPOINTS, ./runs), rescanned on every run
+    so a checkpoint written while the app runs appears on the next rerun (cheap: config files only)."""
+    return discover_all(search_roots())

@@ -1,7 +1,6 @@
 """Process-wide caches for the pages: models load once and are shared read-only by every session."""
 from __future__ import annotations
 
-import importlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,10 @@ from ..projection.gallery import GALLERY, Gallery, load_gallery, weights_hash
 from ..projection.reduce import project, warm_umap
 from ..projection.text import text_embeddings
 from .cards import model_summary
-from .catalog import Entry, discover_all
+from .catalog import Entry
 from .explore import Items, real_items
 from .images import data_uri
-from .paths import cache_root, search_roots
+from .paths import cache_root
 from .runner import Batcher
 
 
@@ -36,12 +35,6 @@ class Loaded:
     def __post_init__(self) -> None:
         if self.batcher is None and hasattr(self.model, "noise_shape"):
             self.batcher = Batcher(self.model, self.lock)
-
-
-def catalog() -> list[Entry]:
-    """The checkpoint folders of every searched place (shipped, $LWGEN_CHECKPOINTS, ./runs), rescanned on every run
-    so a checkpoint written while the app runs appears on the next rerun (cheap: config files only)."""
-    return discover_all(search_roots())
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading checkpoint...")
@@ -178,23 +171,6 @@ def figure(key: str, _build: Any) -> Any:
 @st.cache_resource(show_spinner=False)
 def _warm_projections() -> Any:
     return warm_umap()
-
-
-@st.cache_resource(show_spinner=False)
-def _warm_imports() -> threading.Thread:
-    thread = threading.Thread(target=lambda: importlib.import_module("sklearn.manifold"), name="lwgen-imports",
-                              daemon=True)
-    thread.start()
-    return thread
-
-
-def warm_imports() -> None:
-    """Import scikit-learn's t-SNE in the background, once per process, after the first page is drawn: the pages
-    that draw no map do not wait the second it takes, and Explore's first t-SNE map does not either."""
-    from .navigation import under_apptest
-
-    if not under_apptest():
-        _warm_imports()
 
 
 def warm_projections() -> None:

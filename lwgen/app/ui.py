@@ -1,23 +1,28 @@
-"""Streamlit widgets shared by the pages: checkpoint pickers, condition inputs, progress, image grids, errors."""
+"""Streamlit widgets shared by the pages: checkpoint pickers, condition inputs, progress, image grids, errors.
+
+Importing this module does not import torch: the Generate page draws its widgets before the model loads.
+"""
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
-import torch
 
 from ..checkpoint import CheckpointError
-from ..pipeline import DEFAULT_GUIDANCE
+from ..conditioning import DEFAULT_GUIDANCE
 from .catalog import Entry, of_kind, preferred
 from .conditions import ANY, attribute_options
-from .images import columns_for, to_numpy
+from .info import GeneratorInfo, generator_info
 from .navigation import require_app
-from .paths import TRAIN_HINT, display_path, searched_text
-from .runner import Cancelled
-from .state import Loaded, catalog, load
+from .paths import TRAIN_HINT, catalog, display_path, searched_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from .state import Loaded
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
 SAMPLER_HELP = ("dpmpp: DPM-Solver++(2M), sharp in 10-20 steps; ddim: deterministic DDIM; "
@@ -65,11 +70,19 @@ def pick_checkpoint(entries: list[Entry], label: str, key: str, prefer: Sequence
     return entries[names.index(name)]
 
 
-def load_or_error(entry: Entry) -> Loaded | None:
-    """Load a checkpoint, or show an st.error naming it and return None."""
+def _usable(entry: Entry) -> bool:
+    """Whether the catalog found the checkpoint whole; else an st.error saying why not."""
     if not entry.ok:
         st.error(f"Checkpoint `{entry.name}` cannot be used: {entry.error}")
+    return entry.ok
+
+
+def load_or_error(entry: Entry) -> Loaded | None:
+    """Load a checkpoint, or show an st.error naming it and return None."""
+    if not _usable(entry):
         return None
+    from .state import load  # torch: imported when the first model is needed
+
     try:
         return load(entry)
     except (CheckpointError, ValueError, OSError, RuntimeError, KeyError, TypeError) as e:
@@ -77,7 +90,19 @@ def load_or_error(entry: Entry) -> Loaded | None:
         return None
 
 
-def condition_inputs(vocab: dict[str, list[str]], combos: torch.Tensor | None, key: str,
+def generator_info_or_error(entry: Entry) -> GeneratorInfo | None:
+    """What a generator's config.json says (its weights not loaded), or an st.error naming it and None."""
+    if not _usable(entry):
+        return None
+    try:
+        return generator_info(entry)
+    except CheckpointError as e:
+        if load_or_error(entry) is not None:  # else the loader has said what is wrong, weights included
+            st.error(f"Checkpoint `{entry.name}` ({display_path(entry.path)}) could not be read: {e}")
+        return None
+
+
+def condition_inputs(vocab: dict[str, list[str]], combos: Any, key: str,
                      columns: int = 2, defaults: dict[str, str] | None = None) -> dict[str, str]:
     """One selectbox per attribute ("any" + values); each narrowed by the choices above it when combos are known."""
     selected: dict[str, str] = {}
@@ -154,6 +179,8 @@ def cancellable(key: str) -> Iterator[threading.Event]:
     the work must also stop with Cancelled once the event is set. The next run then says "cancelled"
     (say_if_cancelled). The button disappears when the work ends.
     """
+    from .runner import Cancelled
+
     cancel = cancel_event(key)
     cancel.clear()
     slot = st.empty()
@@ -191,6 +218,8 @@ def progress_reporter(text: str = "Generating...") -> tuple[Any, Callable[[float
 
 def image_grid(images: torch.Tensor, captions: Sequence[str], widest: int = 8) -> None:
     """uint8 images (N, 3, H, W) in rows of columns, each with its caption."""
+    from .images import columns_for, to_numpy
+
     n = len(images)
     per_row = columns_for(n, widest)
     for start in range(0, n, per_row):

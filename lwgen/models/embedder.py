@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-NULL = -1  # label index meaning "attribute not given" (classifier-free guidance / "any")
+from ..conditioning import NULL
 
 
 @dataclass

@@ -8,45 +8,21 @@ from typing import Any
 
 import torch
 
+from ..conditioning import NULL, config_label_rows, label_rows
 from ..data.annotations import cell_value, read_csv, resolve_csv
 from ..data.images import DataError
-from ..models import NULL
-
-
-def _label(value: Any, lookup: dict[str, int], size: int) -> int | None:
-    """One cell (value name, index or "any") -> label index, or None when unknown."""
-    if value is None or value == "any":
-        return NULL
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if NULL <= value < size else None
-    return lookup.get(value) if isinstance(value, str) else None
 
 
 def labels_from_rows(rows: Iterable[Any], vocab: dict[str, list[str]]) -> torch.Tensor | None:
     """Rows of value names, label indices or {attribute: value} dicts -> unique labels (K, A); unknown rows dropped."""
-    attrs = list(vocab)
-    lookup = [{v: i for i, v in enumerate(vocab[a])} for a in attrs]
-    out = []
-    for row in rows:
-        if isinstance(row, dict):
-            row = [row.get(a, "any") for a in attrs]
-        if not isinstance(row, (list, tuple)) or len(row) != len(attrs):
-            continue
-        labels = [_label(value, lookup[a], len(vocab[attrs[a]])) for a, value in enumerate(row)]
-        if None not in labels:
-            out.append(labels)
-    if not out:
-        return None
-    return torch.unique(torch.tensor(out, dtype=torch.long).reshape(-1, len(attrs)), dim=0)
+    found = label_rows(rows, vocab)
+    return torch.tensor(found, dtype=torch.long).reshape(-1, len(vocab)) if found else None
 
 
 def combinations_from_config(config: dict[str, Any]) -> torch.Tensor | None:
     """The `combinations` list of a checkpoint config as labels (K, A), or None when it has none."""
-    rows = config.get("combinations")
-    vocab = config.get("vocab")
-    if not isinstance(rows, list) or not isinstance(vocab, dict):
-        return None
-    return labels_from_rows(rows, vocab)
+    found = config_label_rows(config)
+    return torch.tensor(found, dtype=torch.long) if found else None
 
 
 def combinations_from_data(config: dict[str, Any], root: str | Path | None = None) -> torch.Tensor | None:

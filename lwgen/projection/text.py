@@ -19,7 +19,7 @@ def _names(labels: torch.Tensor, vocab: dict[str, list[str]]) -> dict[str, list[
 
 
 @torch.no_grad()
-def condition_points(model: Any, combinations: torch.Tensor | None = None) -> tuple[torch.Tensor, pd.DataFrame]:
+def condition_points(model: Any, combinations: Any = None) -> tuple[torch.Tensor, pd.DataFrame]:
     """Condition vectors (M, D) and a frame describing them: every single value, then every combination.
 
     A value's point is the condition {attribute: value, every other attribute: any}, i.e. the learned value
@@ -37,7 +37,7 @@ def condition_points(model: Any, combinations: torch.Tensor | None = None) -> tu
     labels = torch.tensor(rows, dtype=torch.long).reshape(-1, len(vocab))
     n_values = labels.shape[0]
     if combinations is not None and len(combinations):
-        labels = torch.cat([labels, combinations.long()])
+        labels = torch.cat([labels, torch.as_tensor(combinations, dtype=torch.long)])
         kinds += ["combination"] * len(combinations)
         attrs += ["(combination)"] * len(combinations)
     names = _names(labels, vocab)
