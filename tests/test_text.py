@@ -15,6 +15,7 @@ from lwgen.diffusion import ScheduleConfig
 from lwgen.pipeline import ConditionError, DiffusionModel
 from lwgen.text import TEXT_DIM, lead_phrase, template
 from lwgen.training import DiffusionTask, TrainConfig
+from lwgen.training.tasks import jitter_text
 
 
 def _tiny(vocab, text_dim=0):
@@ -82,6 +83,19 @@ def test_text_lead_trains_the_first_phrase_alone(shapes_dir):
     assert lead_phrase("grinning face, happy, smile") == "grinning face" and lead_phrase("red circle") == "red circle"
     with pytest.raises(ValueError, match="text_lead"):
         TrainConfig(steps=1, text_lead=1.5)
+
+
+def test_text_noise_moves_each_embedding_about_as_far_as_asked_and_keeps_no_text_empty():
+    g = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(512, TEXT_DIM, generator=g), dim=1)
+    text[:8] = 0.0  # rows without text
+    moved = jitter_text(text, 0.5, g)
+    assert bool((moved[:8] == 0).all())
+    assert torch.allclose(moved[8:].norm(dim=1), torch.ones(504), atol=1e-5)
+    cos = (moved[8:] * text[8:]).sum(1)
+    assert abs(cos.mean().item() - 1 / (1 + 0.5 ** 2) ** 0.5) < 0.02  # noise of length 0.5, orthogonal in 384-d
+    with pytest.raises(ValueError, match="text_noise"):
+        TrainConfig(steps=1, text_noise=-0.1)
 
 
 def test_template_text_of_attribute_values():

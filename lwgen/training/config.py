@@ -29,6 +29,8 @@ class TrainConfig:
                         "(Esser et al. 2024: sigmoid of a standard normal, more of the middle levels)",
         "text_lead": "probability of keeping only the first comma-separated phrase of a row's text (an emoji's name "
                      "without its tags), so that short prompts are trained too",
+        "text_noise": "length of the Gaussian noise added to each unit-length sentence embedding (then made unit "
+                      "length again), so that texts near a trained one are trained too (0: none)",
         "balance_power": "rows are drawn with weight count^-power of their class (0: uniform, 1: balanced)",
         "balance_attribute": "attribute whose classes --balance-power balances ('': the first of --attributes)",
         "bf16": "bfloat16 autocast where the CPU or GPU runs it natively (emulated bf16 is slow, so it is off there)",
@@ -41,7 +43,7 @@ class TrainConfig:
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"noise_levels": ("uniform", "logit-normal")}
     DIFFUSION_ONLY: ClassVar[tuple[str, ...]] = (
         "noise_levels", "min_snr_gamma", "snr_floor", "cond_drop", "attr_drop", "text_drop", "text_lead",
-        "balance_power", "balance_attribute")
+        "text_noise", "balance_power", "balance_attribute")
 
     batch: int = 64
     lr: float = 2e-3
@@ -59,6 +61,7 @@ class TrainConfig:
     attr_drop: float = 0.5
     text_drop: float = 0.5
     text_lead: float = 0.0
+    text_noise: float = 0.0
     balance_power: float = 0.5
     balance_attribute: str = ""
     bf16: bool = True
@@ -80,6 +83,8 @@ class TrainConfig:
                              f"got {self.noise_levels!r}")
         if not 0 <= self.text_lead <= 1:
             raise ValueError("text_lead must be in [0, 1]")
+        if self.text_noise < 0:
+            raise ValueError("text_noise must be 0 or more")
 
     def record(self, kind: str) -> dict[str, object]:
         """The settings config.json keeps: a model other than a diffusion generator leaves out DIFFUSION_ONLY."""

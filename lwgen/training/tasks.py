@@ -20,6 +20,13 @@ def draw_timesteps(how: str, timesteps: int, n: int, g: torch.Generator) -> torc
     return torch.randint(0, timesteps, (n,), generator=g)
 
 
+def jitter_text(text: torch.Tensor, length: float, g: torch.Generator) -> torch.Tensor:
+    """Sentence embeddings (B, D) moved by Gaussian noise of about `length` (each noise vector's expected length
+    relative to a unit embedding), then given their own length again; zero rows ("no text") stay zero."""
+    noise = torch.randn(text.shape, generator=g) * (length / text.shape[1] ** 0.5)
+    return F.normalize(text + noise, dim=1) * text.norm(dim=1, keepdim=True)
+
+
 class DiffusionTask:
     """Denoising loss with v or eps prediction, min-SNR weighting and condition dropout for guidance.
 
@@ -88,6 +95,8 @@ class DiffusionTask:
             if self.text_lead is not None and c.text_lead > 0:  # drawn only then: other runs keep their stream
                 lead = torch.rand(b, generator=g) < c.text_lead
                 text[lead] = self.text_lead[idx][lead]
+            if c.text_noise > 0:  # drawn only then, as above
+                text = jitter_text(text, c.text_noise, g)
             text[(torch.rand(b, generator=g) < c.text_drop) | drop_all] = 0.0
         t = draw_timesteps(c.noise_levels, model.schedule.timesteps, b, g)
         noise = torch.randn(x0.shape, generator=g)
