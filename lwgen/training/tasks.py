@@ -33,7 +33,8 @@ class DiffusionTask:
     Each attribute is dropped on its own with p = attr_drop and the text with p = text_drop, so every subset
     a user may give (a group alone, a subgroup alone, a prompt alone, ...) is trained, not only whole rows;
     everything is dropped together with p = cond_drop, the unconditional branch of guidance. With `text_lead`
-    (the embeddings of each row's first phrase, its name) a row's text is its name alone with p = text_lead.
+    (the embeddings of each row's first phrase, its name) a row's text is its name alone with p = text_lead;
+    config.text_noise > 0 moves each row's text embedding a little (jitter_text) before the drops.
     `latent_stats` False keeps the latent statistics the model has (fine-tuning a trained generator).
     """
 
