@@ -3,6 +3,7 @@ or with --browser as a user sees it, click to drawn result, in headless Chromium
 
     python benchmarks/app_latency.py             # in process: benchmarks/results/app_latency.json
     python benchmarks/app_latency.py --browser   # Chromium: benchmarks/results/app_latency_browser.json
+    python benchmarks/app_latency.py --browser --first-loads 3   # the first page load alone, 3 app starts
 The browser run starts `streamlit run app.py` on a free port (a fresh process with an empty cache folder unless
 --cache names one), drives /usr/bin/chromium through playwright and prints a table. Times on a shared machine
 vary with its load: repeat a run before comparing.
@@ -59,6 +60,16 @@ def start_app(port: int, env: dict[str, str]) -> subprocess.Popen:
     raise RuntimeError("streamlit did not start within 60 s")
 
 
+def stop_app(server: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s (a server stopped while it still imports can take longer to exit)."""
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(10)
+
+
 def idle(page, timeout: float = 120_000) -> None:
     """Wait until no script run is going on (Streamlit's status widget is gone)."""
     page.wait_for_timeout(200)
@@ -88,20 +99,29 @@ def wait_legend(page, title: str, timeout: float = 120_000) -> None:
         ".some(e => e.getClientRects().length && e.textContent === t)", arg=title, timeout=timeout)
 
 
-def browser_rows(url: str) -> dict[str, float]:
-    """Click-to-result seconds of the app's slow spots in Chromium."""
+def first_load(page, url: str) -> dict[str, float]:
+    """Seconds from opening the app to its Generate button, and to the model loaded (the text drawn after it)."""
+    t0 = time.perf_counter()
+    page.goto(url, timeout=120_000)
+    page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=120_000)
+    button = time.perf_counter() - t0
+    page.get_by_text("Choose a condition", exact=False).wait_for(timeout=120_000)  # drawn once the model loaded
+    return {"first page load, to the Generate button (s)": button,
+            "first page load, to the model loaded (s)": time.perf_counter() - t0}
+
+
+def browser_rows(url: str, first_only: bool = False) -> dict[str, float]:
+    """Click-to-result seconds of the app's slow spots in Chromium (only the first page load with first_only)."""
     from playwright.sync_api import sync_playwright
 
     rows: dict[str, float] = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        t0 = time.perf_counter()
-        page.goto(url, timeout=120_000)
-        page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=120_000)
-        rows["first page load, to the Generate button (s)"] = time.perf_counter() - t0
-        page.get_by_text("Choose a condition", exact=False).wait_for(timeout=120_000)  # drawn once the model loaded
-        rows["first page load, to the model loaded (s)"] = time.perf_counter() - t0
+        rows.update(first_load(page, url))
+        if first_only:
+            browser.close()
+            return rows
         idle(page)
         fill(page, "Images", 4)
         for name, seed in (("first Generate, 4 images, click to images (s)", 100),
@@ -136,18 +156,22 @@ def browser_rows(url: str) -> dict[str, float]:
     return rows
 
 
-def browser_main(out: Path, cache: Path | None) -> None:
-    port = free_port()
+def browser_main(out: Path, cache: Path | None, first_loads: int = 0) -> None:
+    """The browser rows; with first_loads N, only the first page load, N times, each on a newly started app."""
     # one thread unless told otherwise: 2 torch threads on 2 cores that other programs use too made a 4-image
     # Generate take 15-20 s instead of 2.5 s here
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    env["LWGEN_CACHE"] = str(cache or tempfile.mkdtemp(prefix="lwgen-latency-"))  # default: cold, nothing cached
-    server = start_app(port, env)
-    try:
-        rows = browser_rows(f"http://127.0.0.1:{port}")
-    finally:
-        server.terminate()
-        server.wait(10)
+    rows: dict[str, float] = {}
+    for k in range(max(first_loads, 1)):
+        port = free_port()
+        env["LWGEN_CACHE"] = str(cache or tempfile.mkdtemp(prefix="lwgen-latency-"))  # default: cold, nothing cached
+        server = start_app(port, env)
+        try:
+            found = browser_rows(f"http://127.0.0.1:{port}", first_only=first_loads > 0)
+        finally:
+            stop_app(server)
+        suffix = f", start {k + 1}" if first_loads else ""
+        rows.update({f"{name[:-4]}{suffix} (s)": value for name, value in found.items()})  # name ends " (s)"
     report(rows, out)
 
 
@@ -169,10 +193,14 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=None,
                    help="the app's cache folder for --browser (default: a new empty one, so UMAP compiles from "
                         "scratch; pass the same folder twice to measure a second start)")
+    p.add_argument("--first-loads", type=int, default=0,
+                   help="with --browser, measure only the first page load, this many times, each on a newly "
+                        "started app (default 0: every row once)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     if args.browser:
-        browser_main(args.out or ROOT / "benchmarks/results/app_latency_browser.json", args.cache)
+        default = "app_latency_first_load.json" if args.first_loads else "app_latency_browser.json"
+        browser_main(args.out or ROOT / "benchmarks/results" / default, args.cache, args.first_loads)
         return
     args.out = args.out or Path("benchmarks/results/app_latency.json")
     t0 = time.perf_counter()
