@@ -1,9 +1,11 @@
 """Models: a card per checkpoint with its size, cost, schedule, training record, loss curve, samples, metrics."""
+from collections.abc import Sequence
+
 import streamlit as st
 import torch
 
 from lwgen.app import state, ui
-from lwgen.app.cards import GLOSSARY, human_count, human_duration, metric_rows, one_per_class
+from lwgen.app.cards import GLOSSARY, eval_warnings, human_count, human_duration, metric_rows, one_per_class
 from lwgen.app.catalog import Entry, of_kind
 from lwgen.app.figures import loss_figure
 from lwgen.app.images import resize
@@ -61,11 +63,13 @@ def upscaler_samples(entry: Entry, loaded: state.Loaded, entries: list[Entry]) -
                               f"output ({size} px)" for k in range(len(pairs))], widest=4)
 
 
-def metrics_table(rows: list[tuple[str, str]]) -> None:
-    """The checkpoint's metrics as a two-column table, when it has any."""
+def metrics_table(rows: list[tuple[str, str]], warnings: Sequence[str] = ()) -> None:
+    """The checkpoint's metrics as a two-column table, when it has any, and what they cannot be trusted for."""
     if rows:
         st.markdown("**Metrics**")
         st.dataframe({"metric": [r[0] for r in rows], "value": [r[1] for r in rows]}, hide_index=True)
+    for warning in warnings:
+        st.warning(warning[0].upper() + warning[1:] + ".")
 
 
 def config_card(entry: Entry) -> None:
@@ -138,7 +142,7 @@ def card(entry: Entry, entries: list[Entry]) -> None:
                 diffusion_samples(entry, loaded)
             else:
                 upscaler_samples(entry, loaded, entries)
-        metrics_table(metric_rows(cfg, entry.path))
+        metrics_table(metric_rows(cfg, entry.path), eval_warnings(entry.path))
         with st.expander("Training configuration"):
             st.json({k: cfg[k] for k in ("train", "data", "schedule", "unet", "upscaler") if k in cfg},
                     expanded=False)

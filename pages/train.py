@@ -15,6 +15,7 @@ from lwgen.fit import budget, check_data, read_state
 from lwgen.fit.cli import autoencoder_init
 from lwgen.fit.plan import SCHEDULES
 from lwgen.fit.state import identity
+from lwgen.precision import cpu_bf16_native
 
 REFRESH_S = 2.0
 QUICK_MINUTES, DEFAULT_MINUTES = 5.0, 60.0
@@ -147,6 +148,10 @@ def start_form(choice: dict, report) -> None:
                + (" (the autoencoder fine-tunes the shipped one)" if fine_tune else "")
                + "; then each generator is scored and one sample grid per value of "
                + f"`{choice['attributes'][0]}` is drawn.")
+    if not cpu_bf16_native():
+        st.caption("This CPU has no bfloat16 instructions (AVX-512 BF16 or AMX), so training runs in float32: a "
+                   "minute buys about a quarter of the steps of one that has them (README, Speed), and a budget "
+                   "gives less than the README's figures for it.")
     problem, force = None, False
     try:
         out = jobs.run_folder(name)

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from lwgen.app.cards import human_count, human_duration, metric_rows, model_summary, one_per_class
+from lwgen.app.cards import eval_warnings, human_count, human_duration, metric_rows, model_summary, one_per_class
 from lwgen.app.catalog import discover, discover_all, of_kind, preferred, read_entry
 from lwgen.app.command import sample_command
 from lwgen.app.conditions import (
@@ -430,6 +430,11 @@ def test_metric_rows_and_counts(tmp_path):
     assert ("group alone: group_top1", "0.5") in metric_rows({}, tmp_path)
     assert not any("per_group" in name for name, _ in metric_rows({}, tmp_path))
     assert weak_values(tmp_path, "group") == {"food": (0.2, 0.6)} and weak_values(tmp_path, "subgroup") == {}
+    assert eval_warnings(tmp_path) == []
+    (tmp_path / "eval-shape.json").write_text(json.dumps({"fid": 3.0, "warnings": ["too weak to judge 'shape'"]}))
+    (tmp_path / "eval.json").write_text(json.dumps({"fid": 4.0, "warnings": ["too weak to judge 'shape'"]}))
+    assert eval_warnings(tmp_path) == ["too weak to judge 'shape'"]  # once, and not a metric row
+    assert not any("warnings" in name for name, _ in metric_rows({}, tmp_path))
     assert human_count(1_234_567) == "1.23 M" and human_count(950) == "950" and human_count(None) == "?"
     assert [human_duration(s) for s in (42, 750, 5400, None)] == ["42 s", "12.5 min", "1.5 h", "?"]
     labels = torch.tensor([[0], [0], [1], [2], [2], [3]])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lwgen.checkpoint import CheckpointError, read_config
 from lwgen.cli import main
@@ -24,7 +25,7 @@ from lwgen.evaluation import (
 from lwgen.evaluation.augment import AugmentConfig, augment, gaussian_blur
 from lwgen.evaluation.classifier import derive_hierarchy
 from lwgen.evaluation.conditions import condition_rows
-from lwgen.evaluation.evaluate import generator_labels
+from lwgen.evaluation.evaluate import generator_labels, weak_judge
 from lwgen.evaluation.metrics import (
     fid,
     frechet_distance,
@@ -230,6 +231,19 @@ def test_evaluate_generator_on_tiny_models(tiny_checkpoints, tiny_classifier, sh
     assert result["pr_samples"] == len(val)
     again = evaluate_generator(model, classifier, val, n=8, steps=2, batch=8, progress=False)  # cached real features
     assert again["fid"] == pytest.approx(result["fid"], rel=1e-3)
+
+
+def test_a_classifier_no_better_than_the_majority_guess_is_called_too_weak_to_judge():
+    classifier = Classifier(ClassifierConfig(), VOCAB)
+    targets = torch.tensor([[0, 0], [0, 1], [0, 2], [1, 3], [2, 4]])  # group: 60 % are "a"
+    right = {"group": F.one_hot(targets[:, 0], 3).float(), "subgroup": F.one_hot(targets[:, 1], 7).float()}
+    assert weak_judge(classifier, right, targets) == []
+    always_a = {**right, "group": F.one_hot(torch.zeros(5, dtype=torch.long), 3).float()}  # 60 %, the majority
+    (warning,) = weak_judge(classifier, always_a, targets)
+    assert "'group'" in warning and "60%" in warning
+    unknown = targets.clone()
+    unknown[:, 0] = -1  # no real row has a group the classifier knows: nothing to judge
+    assert weak_judge(classifier, always_a, unknown) == []
 
 
 def test_evaluate_generator_on_a_latent_model(tiny_latent_checkpoint, tiny_classifier, shapes_dir):

@@ -116,6 +116,9 @@ def test_fit_writes_stages_card_and_grids(fitted, shapes_dir):
     for schedule in ("cosine", "linear"):
         metrics = card["metrics"][schedule]
         assert metrics["n"] == 8 and metrics["fid"] >= 0 and 0 <= metrics["shape_top1"] <= 1
+        scored = json.loads((out / f"diffusion-{schedule}" / "eval.json").read_text())
+        assert card["warnings"].get(schedule, []) == scored["warnings"]  # a classifier too weak to judge, if so
+        assert all(f"warning ({schedule}): {line}" in printed for line in scored["warnings"])
         grids = card["samples"][schedule]
         assert sorted(grids) == sorted(card["data"]["counts"]["shape"])  # one grid per value of the first attribute
         for path in grids.values():

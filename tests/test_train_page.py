@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from lwgen.app import jobs
 from lwgen.cli import main
+from lwgen.precision import cpu_bf16_native
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "train.py"
 
@@ -67,6 +68,21 @@ def test_validation_report_lists_bad_rows_and_start_needs_skip(runs, shapes_dir,
     assert not button(at, "Start training").disabled
     command = at.code[-1].value
     assert command.startswith("lwgen fit --data") and "--skip-bad" in command and "--attributes shape color" in command
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_the_page_says_when_training_runs_in_float32(runs, shapes_dir, monkeypatch, native):
+    monkeypatch.setenv("LWGEN_BF16", native)  # as on a CPU without (0) or with (1) bfloat16 instructions
+    cpu_bf16_native.cache_clear()
+    try:
+        at = open_page()
+        at.text_input(key="train:folder").set_value(str(shapes_dir)).run()
+        button(at, "Check the data").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        said = any("no bfloat16 instructions" in c.value for c in at.caption)
+    finally:
+        cpu_bf16_native.cache_clear()  # the next caller reads this machine again
+    assert said == (native == "0")
 
 
 def test_a_missing_column_is_said_not_raised(runs, shapes_dir, tmp_path):

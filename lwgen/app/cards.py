@@ -49,7 +49,7 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, str(value)))
 
 
-_SKIP = {"checkpoint", "classifier", "kind"}
+_SKIP = {"checkpoint", "classifier", "kind", "warnings"}
 
 
 def eval_files(folder: str | Path) -> dict[str, dict[str, Any]]:
@@ -62,6 +62,14 @@ def eval_files(folder: str | Path) -> dict[str, dict[str, Any]]:
             data = read_json_object(path)
             if data is not None:
                 out[stem[5:]] = data
+    return out
+
+
+def eval_warnings(folder: str | Path) -> list[str]:
+    """The warnings of the scores beside a checkpoint (a classifier too weak to judge an attribute), each once."""
+    out: list[str] = []
+    for data in eval_files(folder).values():
+        out += [w for w in data.get("warnings") or [] if isinstance(w, str) and w not in out]
     return out
 
 

@@ -241,6 +241,8 @@ def format_table(result: dict[str, Any]) -> str:
     """Two aligned columns, metric and value, for the printed summary."""
     rows = []
     for k, v in result.items():
+        if k == "warnings":  # printed after the table, one per line
+            continue
         if isinstance(v, float):
             text = "inf" if math.isinf(v) else f"{v:.4g}" if abs(v) < 1e4 else f"{v:.1f}"
         elif isinstance(v, dict) and all(isinstance(c, dict) for c in v.values()):
@@ -333,6 +335,8 @@ def _report(args: argparse.Namespace, kind: str, result: dict[str, Any], t0: flo
               "seconds": round(time.perf_counter() - t0, 1)}
     print(f"{args.checkpoint} ({kind}), {args.split} split:")
     print(format_table(result))
+    for warning in result.get("warnings") or []:
+        print(f"warning: {warning}")
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0

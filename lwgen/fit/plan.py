@@ -19,12 +19,13 @@ AUTOENCODER_FINE_TUNE_LR = "5e-4"
 DIFFUSION_WEIGHT = 3.0
 SCHEDULES = {"cosine": ("cosine",), "linear": ("linear",), "both": ("cosine", "linear")}
 EXTRA_FLAGS = ("autoencoder", "diffusion", "classifier", "eval")
-# Short runs: the settings that won at 10 minutes in docs/experiments.md section 6 (higher learning rate, a
-# narrower U-Net, no min-SNR weighting), measured there with each attribute dropped with p = 0.1: in a few
-# minutes p = 0.5 leaves too few steps that see an attribute (section 9). Batch 64, not section 6's 128: in the
-# 5-minute fit of section 9 it beat 128 and 32. The defaults win from 30 minutes on.
+# Short runs: the settings that won at 10 minutes in docs/experiments.md section 6 (higher learning rate, no
+# min-SNR weighting), measured there with each attribute dropped with p = 0.1: in a few minutes p = 0.5 leaves
+# too few steps that see an attribute (section 9). Batch 64, not section 6's 128: in the 5-minute fit of
+# section 9 it beat 128 and 32. Width 32, not section 6's 48: as good per step and twice the steps (section 13).
+# The defaults win from 30 minutes on.
 SHORT_RUN_MINUTES = 10.0
-SHORT_RUN_FLAGS = ("--lr", "4.2e-3", "--batch", "64", "--unet-base-channels", "48", "--min-snr-gamma", "0",
+SHORT_RUN_FLAGS = ("--lr", "4.2e-3", "--batch", "64", "--unet-base-channels", "32", "--min-snr-gamma", "0",
                    "--cond-drop", "0.2", "--attr-drop", "0.1")
 
 

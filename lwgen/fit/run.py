@@ -114,6 +114,8 @@ def run_fit(opts: FitOptions, force: bool = False, argv: list[str] | None = None
     print(f"wrote {opts.out / CARD}: " + "; ".join(
         f"{s}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k in ("fid", "kid") or k.endswith("_top1"))
         for s, m in card["metrics"].items()), flush=True)
+    for schedule, lines in card["warnings"].items():
+        print("\n".join(f"warning ({schedule}): {line}" for line in lines), flush=True)
     return 0
 
 
@@ -158,11 +160,13 @@ def _run_stages(opts: FitOptions, plan: list[Stage], state: dict[str, Any]) -> i
 def write_card(opts: FitOptions, report: DataReport, csv: str, plan: list[Stage], state: dict[str, Any],
                seconds: float) -> dict[str, Any]:
     """fit.json: the data, attributes, budget per stage, wall time, evaluation metrics, sample grids and paths."""
-    metrics, samples = {}, {}
+    metrics, samples, warnings = {}, {}, {}
     for stage in plan:
         if stage.name.startswith("evaluate-"):
             result = json.loads((stage.out / "eval.json").read_text())
             metrics[stage.schedule] = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+            if result.get("warnings"):
+                warnings[stage.schedule] = result["warnings"]
             samples[stage.schedule] = state["stages"][stage.name].get("samples", {})
     stages_ = {s.name: {k: state["stages"][s.name].get(k) for k in ("minutes", "seconds")} for s in plan}
     card = {"kind": "fit",
@@ -173,7 +177,8 @@ def write_card(opts: FitOptions, report: DataReport, csv: str, plan: list[Stage]
             "budget_minutes": opts.minutes, "stages": stages_,
             "autoencoder_init": str(opts.autoencoder_init) if opts.autoencoder_init else None,
             "wall_time_s": round(sum(s["seconds"] or 0 for s in stages_.values()), 1),
-            "last_run_s": round(seconds, 1), "metrics": metrics, "samples": samples,  # relative to the fit folder
+            "last_run_s": round(seconds, 1), "metrics": metrics, "warnings": warnings,
+            "samples": samples,  # relative to the fit folder
             "paths": {s.name: str(s.out) for s in plan if not s.name.startswith("evaluate-")},
             "command": shlex.join(["lwgen", *state.get("command", [])])}
     write_json(opts.out / CARD, card)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..checkpoint import STAMP, TRAIN_STATE, read_tensors, save_checkpoint
 from ..io import atomic_write, atomic_write_text
+from ..precision import bf16_active
 from . import distributed
 from .config import TrainConfig
 from .loggers import Loggers
@@ -60,6 +61,10 @@ class _SigtermAsInterrupt:
     def __exit__(self, *exc) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+
+
+FLOAT32_NOTE = ("float32: this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX), so training runs without "
+                "bf16 autocast and a budget in minutes buys fewer steps than on a CPU that has them (README, Speed)")
 
 
 def lr_factor(step: int, progress: float, config: TrainConfig) -> float:
@@ -264,6 +269,8 @@ class Trainer:
             torch.set_num_threads(c.threads)
         if resume and self.resume() and env.is_main:
             tqdm.write(f"resumed from {self.out / TRAIN_STATE} at step {self.step}")
+        if c.bf16 and not bf16_active(True) and env.is_main:
+            tqdm.write(FLOAT32_NOTE)
         if self._loss_fn is None:
             self._loss_fn = distributed.data_parallel(self.task, env)  # after resume: rank 0's state goes out
         log = Loggers(self.out, self.wandb_project, self.config_dict()) if env.is_main else None
