@@ -240,7 +240,7 @@ def test_a_classifier_no_better_than_the_majority_guess_is_called_too_weak_to_ju
     assert weak_judge(classifier, right, targets) == []
     always_a = {**right, "group": F.one_hot(torch.zeros(5, dtype=torch.long), 3).float()}  # 60 %, the majority
     (warning,) = weak_judge(classifier, always_a, targets)
-    assert "'group'" in warning and "60%" in warning
+    assert "'group'" in warning and "60 %" in warning
     unknown = targets.clone()
     unknown[:, 0] = -1  # no real row has a group the classifier knows: nothing to judge
     assert weak_judge(classifier, always_a, unknown) == []

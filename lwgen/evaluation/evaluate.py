@@ -161,9 +161,10 @@ def weak_judge(classifier: Classifier, logits: dict[str, torch.Tensor], targets:
             continue
         majority = float(torch.bincount(known).max()) / len(known)
         if real < majority + JUDGE_MARGIN * (1 - majority):
-            out.append(f"the classifier is too weak to judge {a!r}: it gets {real:.0%} of the real held-out images "
-                       f"right, against {majority:.0%} for always guessing the most common value, so the {a} "
-                       f"scores of the samples say little; train it longer (lwgen eval train-classifier --minutes)")
+            out.append(f"the classifier is too weak to judge {a!r}: it gets {real * 100:.0f} % of the real held-out "
+                       f"images right, against {majority * 100:.0f} % for always guessing the most common value, "
+                       f"so the {a} scores of the samples say little; train it longer (lwgen eval train-classifier "
+                       "--minutes)")
     return out
 
 
