@@ -232,7 +232,14 @@ def test_lab_page(app_env, monkeypatch):
 
 
 def test_models_page(app_env, monkeypatch):
-    at = open_page(app_env, monkeypatch, "models")
+    scores = Path(app_env["LWGEN_CHECKPOINTS"]) / "emoji-linear" / "eval.json"
+    scores.write_text(json.dumps({"fid": 9.5, "warnings": ["the classifier is too weak to judge 'shape'"]}))
+    try:
+        at = open_page(app_env, monkeypatch, "models")
+    finally:
+        scores.unlink()
+    assert [w.value for w in at.warning] == ["The classifier is too weak to judge 'shape'."]
+    assert not any("warnings" in str(d.value) for d in at.dataframe)  # below the metrics, not a row of them
     assert [m.label for m in at.metric].count("Parameters") == 3  # cosine, linear, upscaler
     assert at.expander[0].label == "What the metrics mean"
     glossary = at.expander[0].markdown[0].value
