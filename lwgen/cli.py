@@ -10,6 +10,7 @@ import torch
 
 from . import __version__, limits
 from .checkpoint import CheckpointError
+from .conditioning import PROMPT_READER_FILE
 from .config_args import HelpFormatter, add_guidance_interval_arg, add_guidance_parallel_arg, guidance_interval
 from .data import DataError
 from .diffusion.samplers import SAMPLERS
@@ -38,6 +39,10 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="values", action="append", default=[], metavar="ATTR=VALUE",
                    help="condition on an attribute value (repeatable; 'any' leaves it free)")
     p.add_argument("--prompt", default="", help="describe the image in words (generators trained with text)")
+    p.add_argument("--read-prompt", action=argparse.BooleanOptionalAction, default=True,
+                   help="also set the attributes left at 'any' to the values the checkpoint's prompt reader is sure "
+                        "the prompt names (e.g. subgroup food-fruit for 'a red apple'); --no-read-prompt: the "
+                        "prompt's words alone")
     p.add_argument("-n", type=int, default=16, help="number of images")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
     p.add_argument("--sampler", default="dpmpp", choices=tuple(SAMPLERS),
@@ -85,8 +90,14 @@ def run_sample(args: argparse.Namespace) -> int:
     check_writable_file(out)  # before sampling, not after
     t0 = time.perf_counter()
     model = DiffusionModel.from_checkpoint(args.checkpoint)
-    labels = model.encode(parse_values(args.values)).expand(args.n, -1)
+    values = parse_values(args.values)
     text = model.encode_prompt(args.prompt, args.n)
+    if text is not None and args.read_prompt and model.prompt_reader is not None:
+        values, read = model.prompt_reader.fill_values(values, text[0])
+        if read:
+            print("read from the prompt: " + ", ".join(f"{r.attribute}={r.value} ({r.probability:.2f})"
+                                                       for r in read))
+    labels = model.encode(values).expand(args.n, -1)
     images = model.generate(model.condition(labels, text), seeds=[args.seed + i for i in range(args.n)],
                             steps=args.steps, sampler=args.sampler, guidance=args.guidance, bf16=not args.fp32,
                             batch=64, interval=interval, parallel=args.guidance_parallel)
@@ -166,7 +177,7 @@ def run_export(args: argparse.Namespace) -> int:
         module_state,
         save_checkpoint,
     )
-    from .io import check_writable_folder
+    from .io import atomic_write_bytes, check_writable_folder
     from .pipeline import load_model
 
     src, dst = Path(args.checkpoint), Path(args.out)
@@ -189,6 +200,10 @@ def run_export(args: argparse.Namespace) -> int:
     save_checkpoint(dst, out, config)
     if (dst / TRAIN_STATE).exists():  # a replaced run's training state would resume the old weights
         (dst / TRAIN_STATE).unlink()
+    if (src / PROMPT_READER_FILE).is_file():  # the prompt reader travels with the generator
+        atomic_write_bytes(dst / PROMPT_READER_FILE, (src / PROMPT_READER_FILE).read_bytes())
+    elif (dst / PROMPT_READER_FILE).exists():  # a replaced run's reader does not belong to this one
+        (dst / PROMPT_READER_FILE).unlink()
     size = (args.out / "model.safetensors").stat().st_size / 1e6
     print(f"wrote {args.out} ({len(out)} tensors, {size:.1f} MB)")
     return 0
@@ -242,6 +257,10 @@ def run_info(args: argparse.Namespace) -> int:
               "before")
     if record.text_encoder:
         print(f"  takes prompts: {record.text_encoder} ({cfg['text_dim']}-d), text column {record.text_column!r}")
+        reader = getattr(model, "prompt_reader", None)
+        if reader is not None:
+            held = reader.held_out_text()
+            print("  prompt reader: reads " + ", ".join(reader.vocab) + (f" (on {held})" if held else ""))
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 ANY = "any"  # the value that leaves an attribute unset
 NULL = -1  # label index meaning "attribute not given" (classifier-free guidance / "any")
+PROMPT_READER_FILE = "prompt-reader.safetensors"  # beside a generator trained with text (lwgen/prompt_reader.py)
 DEFAULT_GUIDANCE = 10.0  # classifier-free guidance scale of the CLI, the app and evaluation (docs/experiments.md, 10)
 
 

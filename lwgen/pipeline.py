@@ -30,6 +30,7 @@ from .models import (
     UpscalerConfig,
 )
 from .precision import autocast
+from .prompt_reader import PromptReader
 
 # Noise levels sigma = sqrt((1 - abar) / abar) at which guidance applies (Kynkaanniemi et al. 2024, "Applying
 # guidance in a limited interval"); outside it the conditional prediction alone is used, which also skips the
@@ -101,6 +102,7 @@ class DiffusionModel(nn.Module):
     latent_scale: torch.Tensor
     alphas_cumprod: torch.Tensor
     autoencoder: Autoencoder | None
+    prompt_reader: PromptReader | None = None  # attribute values read from prompts (from_checkpoint loads it)
 
     def __init__(self, unet: UNetConfig, schedule: ScheduleConfig, vocab: dict[str, list[str]], cond_dim: int = 256,
                  autoencoder: AutoencoderConfig | None = None, text_dim: int = 0):
@@ -180,7 +182,10 @@ class DiffusionModel(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> DiffusionModel:
-        return _from_checkpoint(cls, folder, ema)
+        model = _from_checkpoint(cls, folder, ema)
+        if model.takes_text:
+            model.prompt_reader = PromptReader.load(folder, model.vocab)
+        return model
 
     # --- conditions -------------------------------------------------------------------------------------
     def encode(self, values: dict[str, str]) -> torch.Tensor:

@@ -6,7 +6,7 @@ from lwgen.app import state, ui
 from lwgen.app.conditions import describe, prompt_for, starting_condition, takes_text
 from lwgen.app.estimates import Estimate, estimate
 from lwgen.app.images import to_numpy
-from lwgen.app.runner import condition_of, frame_steps, noise_shape, traced_sample
+from lwgen.app.runner import condition_of, frame_steps, noise_shape, read_values, traced_sample
 
 _, diffusion = ui.start_page(
     "Compare", "One condition, one seed: both runs start from the same noise, so every difference comes from the "
@@ -36,6 +36,7 @@ prompt = ui.prompt_input(bool(with_text), "cmp:prompt", note="No prompt: neither
 if prompt and len(with_text) < len(sides):
     st.caption(f"Run {' and '.join(sorted(set(sides) - set(with_text)))} was trained without text: it ignores the "
                "prompt and uses the attributes alone.")
+read = ui.prompt_reading_toggle([s[0].path for s in sides.values()], prompt, "cmp:read")
 c1, c2, c3 = st.columns([1, 1, 2])
 seed = int(c1.number_input("Seed", 0, 2**31 - 1, 0, key="cmp:seed"))
 longest = max(s[3] for s in sides.values())
@@ -58,15 +59,17 @@ if run:
             raise ValueError(f"{sides['A'][0].name} and {sides['B'][0].name} denoise different shapes ("
                              + " vs ".join("x".join(map(str, s)) for s in shapes) + "), so they cannot share noise")
         _, report = ui.progress_reporter("Sampling:")
-        traces = {}
+        traces, readings = {}, {}
         for k, (side, (entry, loaded, sampler, steps, guidance)) in enumerate(sides.items()):
             model = loaded.model
-            cond = condition_of(model, values, prompt_for(model, prompt))
+            given, readings[side] = read_values(model, values, prompt_for(model, prompt)) if read else (values, [])
+            cond = condition_of(model, given, prompt_for(model, prompt))
             keep = [i - 1 for i in shown if i <= steps]
             traces[side] = traced_sample(model, cond, seed, steps, sampler, guidance, keep, lock=loaded.lock,
                                          label=f"run {side} ({entry.name}), ", cancel=cancel,
                                          progress=lambda f, m, k=k: report((k + f) / 2, m))
-        settings = {side: (entry.name, sampler, steps, guidance, bool(prompt_for(loaded.model, prompt)))
+        settings = {side: (entry.name, sampler, steps, guidance, bool(prompt_for(loaded.model, prompt)),
+                           [(r.attribute, r.value, r.probability) for r in readings[side]])
                     for side, (entry, loaded, sampler, steps, guidance) in sides.items()}
         st.session_state["cmp:result"] = {"traces": traces, "values": dict(values), "prompt": prompt, "seed": seed,
                                           "settings": settings}
@@ -79,10 +82,12 @@ st.markdown(f"**{describe(result['values'], result.get('prompt'))}** · seed {re
 out = st.columns(2, gap="large")
 for side, col in zip(("A", "B"), out):
     trace = result["traces"][side]
-    name, sampler, steps, guidance, used_prompt = result["settings"][side]
+    name, sampler, steps, guidance, used_prompt, side_readings = result["settings"][side]
     with col:
         unused = " · prompt ignored (no text)" if result.get("prompt") and not used_prompt else ""
         st.markdown(f"**Run {side}: {name}** · {sampler}, {steps} steps, guidance {guidance:g}{unused}")
+        if side_readings:
+            st.caption(ui.readings_text(side_readings))
         st.metric("Sampling time", f"{trace.seconds:.2f} s",
                   help="wall time of the run on this machine's CPU cores, shared with every other session and "
                        "program: under load the same run can take twice as long, so compare times measured one "

@@ -32,10 +32,10 @@ def show_estimate(loaded: Any, count: int, steps: int, guidance: float, up_entry
         st.caption(f"{count} images x {steps} steps: {expected.text()}.")
 
 
-def generate(entry: Entry, loaded: Any, values: dict[str, str], prompt: str, sampler: str, steps: int,
+def generate(entry: Entry, loaded: Any, values: dict[str, str], prompt: str, read: bool, sampler: str, steps: int,
              guidance: float, seed: int, count: int, up_entry: Entry | None) -> None:
     from lwgen.app.command import sample_command
-    from lwgen.app.runner import condition_of, generate_images
+    from lwgen.app.runner import condition_of, generate_images, read_values
 
     with ui.guard(f"Generating with {entry.name}"), ui.cancellable("gen") as cancel:
         up = ui.load_or_error(up_entry) if up_entry is not None else None
@@ -43,14 +43,16 @@ def generate(entry: Entry, loaded: Any, values: dict[str, str], prompt: str, sam
             seeds = list(range(seed, seed + count))
             _, report = ui.progress_reporter(f"{count} images, {steps} {sampler} steps:")
             model = loaded.model
-            cond = condition_of(model, values, prompt)
+            given, readings = read_values(model, values, prompt) if read else (dict(values), [])
+            cond = condition_of(model, given, prompt)
             images = generate_images(model, cond, seeds, steps, sampler, guidance, report, loaded.lock,
                                      up.model if up is not None else None, cancel=cancel, batcher=loaded.batcher)
             st.session_state["gen:result"] = {
                 "images": images, "seeds": seeds, "values": dict(values), "prompt": prompt,
-                "checkpoint": entry.name,
+                "read": [(r.attribute, r.value, r.probability) for r in readings], "checkpoint": entry.name,
                 "command": sample_command(entry.path, values, count, steps, sampler, guidance, seed,
-                                          up_entry.path if up is not None else None, prompt=prompt)}
+                                          up_entry.path if up is not None else None, prompt=prompt,
+                                          read_prompt=read or getattr(model, "prompt_reader", None) is None)}
 
 
 def show_result(result: dict) -> None:
@@ -60,6 +62,8 @@ def show_result(result: dict) -> None:
     images = result["images"]
     st.markdown(f"**{result['checkpoint']}** · {describe(result['values'], result.get('prompt'))} · "
                 f"{len(images)} images, {images.shape[-1]} px")
+    if result.get("read"):
+        st.caption(ui.readings_text(result["read"]))
     ui.image_grid(images, [f"seed {s}" for s in result["seeds"]])
     d1, d2 = st.columns(2)
     d1.download_button("Download grid (PNG)", lambda: grid_png(images), "grid.png", "image/png",
@@ -93,6 +97,7 @@ with left:
             f"{g} ({100 * a:.0f} % recognised, real images {100 * r:.0f} %)" for g, (a, r) in weak.items())
             + ". A subgroup or a prompt steers it better.")
     prompt = ui.prompt_input(info.takes_text, "gen:prompt")
+    read = ui.prompt_reading_toggle([entry.path], prompt, "gen:read")
     st.subheader("Sampling")
     sampler, steps, guidance = ui.sampling_inputs("gen")
     c1, c2 = st.columns(2)
@@ -112,7 +117,7 @@ with left:
 with right:
     ui.say_if_cancelled("gen")
     if go:
-        generate(entry, loaded, values, prompt, sampler, steps, guidance, seed, count, up_entry)
+        generate(entry, loaded, values, prompt, read, sampler, steps, guidance, seed, count, up_entry)
     result = st.session_state.get("gen:result")
     if result is None:
         st.info("Choose a condition (attributes and, for a generator trained with text, a prompt) and press "

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from lwgen.pipeline import DEFAULT_GUIDANCE, DiffusionModel
 from lwgen.projection import build_gallery, save_gallery
+from lwgen.prompt_reader import build_reader
 
 torch.set_num_threads(1)
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -306,8 +307,9 @@ def test_tuning_page_explains_what_is_missing(app_env, monkeypatch, tmp_path):
 
 # --- prompts ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def text_env(app_env, tiny_text_checkpoint, tmp_path_factory) -> dict[str, Path]:
-    """The app environment with a generator that takes text (`text-cosine`) beside one that does not."""
+def text_env(app_env, tiny_text_checkpoint, tmp_path_factory, shapes_dir) -> dict[str, Path]:
+    """The app environment with a generator that takes text (`text-cosine`, with a prompt reader) beside one that
+    does not."""
     root = tmp_path_factory.mktemp("text-checkpoints")
     for name, source in (("text-cosine", tiny_text_checkpoint),
                          ("emoji-linear", app_env["LWGEN_CHECKPOINTS"] / "emoji-linear")):
@@ -316,6 +318,7 @@ def text_env(app_env, tiny_text_checkpoint, tmp_path_factory) -> dict[str, Path]
             shutil.copy(source / f, root / name / f)
     model = DiffusionModel.from_checkpoint(root / "text-cosine")
     save_gallery(root / "text-cosine", build_gallery(model, 1, 1, source=root / "text-cosine"))
+    build_reader(shapes_dir, "annotations.csv", "file", "train", model.vocab, "").save(root / "text-cosine")
     return {**app_env, "LWGEN_CHECKPOINTS": root}
 
 
@@ -335,6 +338,13 @@ def test_generate_with_a_prompt_loads_the_encoder_on_the_first_prompt_only(text_
     assert len(at.image) == 2 and lwgen.text.is_loaded()
     assert '"a small red circle"' in " ".join(m.value for m in at.markdown)
     assert "--prompt 'a small red circle'" in at.code[0].value and "--set" not in at.code[0].value
+    read = [c.value for c in at.caption if c.value.startswith("Read from the prompt")]
+    assert read and "shape circle" in read[0] and "color red" in read[0]  # the reader filled both "any"s
+    assert "--no-read-prompt" not in at.code[0].value  # lwgen sample reads the prompt the same way by default
+    at.toggle(key="gen:read").set_value(False)
+    click(at, "Generate")
+    assert not any(c.value.startswith("Read from the prompt") for c in at.caption)
+    assert "--no-read-prompt" in at.code[0].value
 
 
 def test_compare_with_a_prompt_and_a_model_without_text(text_env, monkeypatch):

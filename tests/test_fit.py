@@ -63,7 +63,8 @@ def test_budget_shares_follow_the_recipe():
     assert tuned["autoencoder"] == pytest.approx(4.154, abs=1e-3) and tuned["diffusion-cosine"] == pytest.approx(49.846)
 
 
-def test_short_diffusion_stages_get_the_short_run_settings(tmp_path):
+def test_short_diffusion_stages_get_the_short_run_settings(tmp_path, monkeypatch):
+    from lwgen import precision
     from lwgen.fit.plan import SHORT_RUN_FLAGS, FitOptions, stages
 
     def diffusion_argv(minutes: float, extra: list[str]) -> list[str]:
@@ -74,7 +75,12 @@ def test_short_diffusion_stages_get_the_short_run_settings(tmp_path):
     short = diffusion_argv(5, ["--lr", "1e-3"])
     assert " ".join(SHORT_RUN_FLAGS) in " ".join(short)
     assert short.index("--lr") < len(short) - 2 and short[-2:] == ["--lr", "1e-3"]  # the user's flags come last
-    assert "4.2e-3" not in diffusion_argv(60, [])  # from 30 minutes on the defaults win (docs/experiments.md 6)
+    for bf16, short_at, long_at in (("1", 5, 20), ("0", 20, 120)):  # a float32 CPU: a quarter of the steps
+        monkeypatch.setenv("LWGEN_BF16", bf16)
+        precision.cpu_bf16_native.cache_clear()
+        assert "4.2e-3" in diffusion_argv(short_at, [])  # stages of 3.4 and 13.5 minutes
+        assert "4.2e-3" not in diffusion_argv(long_at, [])  # 13.5 and 81: the defaults win (experiments.md 6, 14)
+    precision.cpu_bf16_native.cache_clear()
 
 
 def test_the_autoencoder_stage_fine_tunes_the_shipped_autoencoder_unless_told_otherwise(tmp_path, monkeypatch):

@@ -120,6 +120,8 @@ def test_train_with_text_then_sample_a_prompt_and_start_from_a_model_without_tex
     config = json.loads((worded / "config.json").read_text())
     assert config["text_dim"] == TEXT_DIM and config["init"]["checkpoint"] == str(plain)
     assert config["init"]["steps"] == 3 and "new: null_text, text_proj" in run.stdout
+    assert "prompt reader:" in run.stdout and (worded / "prompt-reader.safetensors").is_file()
+    assert not (plain / "prompt-reader.safetensors").exists()  # no text, no reader
     tokened = tmp_path / "tokened"  # condition tokens can be gained the same way
     run = subprocess.run(_cmd(shapes_dir, tokened, "--init", str(worded), "--unet-cond-tokens", "4"),
                          capture_output=True, text=True)
@@ -132,6 +134,7 @@ def test_train_with_text_then_sample_a_prompt_and_start_from_a_model_without_tex
                          capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
     assert run.returncode == 0, run.stderr
     assert grid.stat().st_size > 100
+    assert "read from the prompt: " in run.stdout and "shape=circle" in run.stdout and "color=red" in run.stdout
     run = subprocess.run([sys.executable, "-m", "lwgen", "sample", "--checkpoint", str(plain), "--prompt", "x",
                           "-n", "1", "--steps", "1", "--out", str(tmp_path / "no.png")], capture_output=True, text=True)
     assert run.returncode != 0 and "without text" in run.stderr and not (tmp_path / "no.png").exists()

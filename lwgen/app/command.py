@@ -16,14 +16,17 @@ def _number(x: float) -> str:
 
 def sample_command(checkpoint: str | Path, values: dict[str, str], n: int, steps: int, sampler: str,
                    guidance: float, seed: int, upscaler: str | Path | None = None, out: str = "grid.png",
-                   prompt: str = "") -> str:
-    """The exact `lwgen sample ...` call (image i uses seed + i); upscaler given means --upscale."""
+                   prompt: str = "", read_prompt: bool = True) -> str:
+    """The exact `lwgen sample ...` call (image i uses seed + i); upscaler given means --upscale; read_prompt
+    False adds --no-read-prompt."""
     parts = ["lwgen", "sample", "--checkpoint", display_path(checkpoint)]
     for attr, value in values.items():
         if value != ANY:
             parts += ["--set", f"{attr}={value}"]
     if prompt and prompt.strip():
         parts += ["--prompt", prompt.strip()]
+        if not read_prompt:
+            parts.append("--no-read-prompt")
     parts += ["-n", str(n), "--steps", str(steps), "--sampler", sampler, "--guidance", _number(guidance),
               "--seed", str(seed)]
     if upscaler is not None:

@@ -261,6 +261,15 @@ def condition_of(model: Any, values: dict[str, str], prompt: str | None = None) 
     return model.condition(labels, text).detach()
 
 
+def read_values(model: Any, values: dict[str, str], prompt: str | None) -> tuple[dict[str, str], list[Any]]:
+    """The attribute values with those left at "any" set to what the model's prompt reader is sure the prompt
+    names (as `lwgen sample` does), and the readings used; unchanged without a prompt or a reader."""
+    reader = getattr(model, "prompt_reader", None)
+    if reader is None or not prompt or not prompt.strip():
+        return dict(values), []
+    return reader.fill_values(values, model.encode_prompt(prompt, 1)[0])
+
+
 @torch.no_grad()
 def conditions_for(model: Any, labels: torch.Tensor) -> torch.Tensor:
     """Label rows (B, A) -> condition vectors (B, D), detached."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from ..checkpoint import CheckpointError
-from ..conditioning import DEFAULT_GUIDANCE
+from ..conditioning import DEFAULT_GUIDANCE, PROMPT_READER_FILE
 from .catalog import Entry, of_kind, preferred
 from .conditions import ANY, attribute_options
 from .info import GeneratorInfo, generator_info
@@ -135,6 +135,28 @@ def prompt_input(takes_text: bool, key: str, label: str = "Prompt",
         st.caption(note)
         return ""
     return st.text_input(label, key=key, placeholder=placeholder, max_chars=300, help=PROMPT_HELP).strip()
+
+
+READ_HELP = ("the checkpoint's prompt reader names the attribute values it is sure the words mean (e.g. subgroup "
+             "food-fruit for 'a red apple') and the generator is given those too, as `lwgen sample` does: they steer "
+             "more than the words alone. Attributes you chose stay as they are. Off: the words alone.")
+
+
+def prompt_reading_toggle(folders: Sequence[Any], prompt: str, key: str) -> bool:
+    """For a typed prompt and checkpoint folders of which one has a prompt reader: a toggle, on by default, that
+    lets the prompt set the attributes left at "any"; False otherwise."""
+    from pathlib import Path
+
+    if not prompt or not any((Path(f) / PROMPT_READER_FILE).is_file() for f in folders):
+        return False
+    return st.toggle("Let the prompt choose the attributes left at any", value=True, key=key, help=READ_HELP)
+
+
+def readings_text(readings: Sequence[tuple[str, str, float]]) -> str:
+    """[("subgroup", "food-fruit", 0.93)] -> "Read from the prompt: subgroup food-fruit (93 %)"; "" for none."""
+    if not readings:
+        return ""
+    return "Read from the prompt: " + ", ".join(f"{a} {v} ({100 * p:.0f} %)" for a, v, p in readings)
 
 
 def sampling_inputs(key: str, steps: int = 20, guidance: float = DEFAULT_GUIDANCE) -> tuple[str, int, float]:

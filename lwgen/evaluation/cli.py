@@ -61,6 +61,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--prompt-column", default=None,
                    help="with --condition text: the CSV column whose cells are the prompts (default: the column "
                         "the generator was trained on, e.g. text; 'name' gives the bare names)")
+    p.add_argument("--read-prompt", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --condition text: also give the attribute values the checkpoint's prompt reader is "
+                        "sure each prompt names, as `lwgen sample` and the app do; --no-read-prompt: the words "
+                        "alone")
     p.add_argument("--batch", type=int, default=64, help="images per generation batch (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i; also picks the conditions")
     p.add_argument("--out", type=Path, default=Path("eval.json"), help="JSON file to write (default: eval.json)")
@@ -313,7 +317,7 @@ def run_eval(args: argparse.Namespace) -> int:
         result = evaluate_generator(model, classifier, table, n=args.n, steps=args.steps, sampler=args.sampler,
                                     guidance=args.guidance, batch=args.batch, seed=args.seed, progress=progress,
                                     bf16=not args.fp32, cache=not args.no_cache, condition=args.condition,
-                                    prompt_column=args.prompt_column,
+                                    prompt_column=args.prompt_column, read_prompt=args.read_prompt,
                                     interval=guidance_interval(args.guidance_interval),
                                     parallel=args.guidance_parallel)
         result["classifier"] = str(path)

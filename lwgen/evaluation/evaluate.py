@@ -172,7 +172,7 @@ def weak_judge(classifier: Classifier, logits: dict[str, torch.Tensor], targets:
 def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table: ImageTable, n: int = 2000,
                        steps: int = 20, sampler: str = "dpmpp", guidance: float = DEFAULT_GUIDANCE, batch: int = 64,
                        seed: int = 0, progress: bool = True, bf16: bool = True, cache: bool = True, k: int = 3,
-                       condition: str = ROWS, prompt_column: str | None = None,
+                       condition: str = ROWS, prompt_column: str | None = None, read_prompt: bool = True,
                        interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL,
                        parallel: float = DEFAULT_GUIDANCE_PARALLEL) -> dict[str, Any]:
     """Generate n images and compare them with the real (val) images.
@@ -180,7 +180,8 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     `condition` says what the generator is given: "rows" the attributes of real rows, the name of one attribute
     each of its values alone (the others "any"; the same seeds for every value, so `steering` can tell the
     condition's share from the seed's), or "text" the text of real rows alone (held-out rows: words the
-    generator never saw with those images).
+    generator never saw with those images), with the attribute values the generator's prompt reader is sure of
+    when `read_prompt`.
     """
     classifier.eval()
     r = model.resolution
@@ -198,6 +199,10 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
         from ..text import encode
 
         text = encode(cond.prompts)
+        reader = model.prompt_reader if read_prompt else None
+        if reader is not None:
+            labels = reader.fill(labels, model.attributes, text)
+        read_prompt = reader is not None
     targets = classifier_targets(classifier, cond.values, cond.scored)
     for j, a in enumerate(classifier.attributes):
         if a in model.attributes and cond.mode != "text":  # values the generator did not know were left free
@@ -224,7 +229,8 @@ def evaluate_generator(model: DiffusionModel, classifier: Classifier, real_table
     prec, rec = precision_recall(real_feats[torch.randperm(len(real_feats), generator=g)[:m]],
                                  fake_feats[torch.randperm(len(fake_feats), generator=g)[:m]], k)
     result: dict[str, Any] = {
-        "condition": cond.mode, **({"prompt_column": text_column} if cond.prompts else {}),
+        "condition": cond.mode,
+        **({"prompt_column": text_column, "read_prompt": read_prompt} if cond.prompts else {}),
         "fid": round(fid(real_feats, fake_feats), 4), "kid": round(kid_mean, 6), "kid_std": round(kid_std, 6),
         **_accuracies(classifier, fake_logits, targets),
         "precision": round(prec, 4), "recall": round(rec, 4), "images_per_s": round(n / max(seconds, 1e-9), 3),

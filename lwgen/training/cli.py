@@ -46,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("train", help="train an autoencoder, a diffusion model or an up-scaler",
                               description="Train one model. `lwgen train --config checkpoints/NAME/config.json "
                                           "--out runs/NEW` trains the run that made a checkpoint again.")
-    sub = p.add_subparsers(dest="train_command", required=True, metavar="{autoencoder,diffusion,upscaler}")
+    sub = p.add_subparsers(dest="train_command", required=True,
+                           metavar="{autoencoder,diffusion,upscaler,prompt-reader}")
     fmt = HelpFormatter
     a = sub.add_parser("autoencoder", help="train the image autoencoder whose latent the diffusion model uses",
                        formatter_class=fmt)
@@ -82,6 +83,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_dataclass_args(u, UpscalerConfig, prefix="up_", help_prefix="up-scaler architecture")
     add_dataclass_args(u, TrainConfig, help_prefix="training", helps=TRAIN_HELPS, skip=TrainConfig.DIFFUSION_ONLY)
     u.set_defaults(func=run_upscaler, lr=1e-3, batch=16)
+    r = sub.add_parser("prompt-reader", formatter_class=fmt,
+                       help="fit the prompt reader of a generator trained with text: the attribute values a prompt "
+                            "names (`train diffusion` fits one itself)")
+    r.add_argument("--checkpoint", required=True, type=Path,
+                   help="diffusion checkpoint trained with text; the reader is written into it")
+    r.add_argument("--data", type=Path, default=None,
+                   help="data folder (default: the one in the checkpoint's config.json)")
+    r.add_argument("--csv", default=None, help="annotation CSV (default: the checkpoint's)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=run_prompt_reader)
     return p
 
 
@@ -297,6 +308,39 @@ def _run_diffusion(args: argparse.Namespace, env: distributed.Dist) -> int:
     summary = trainer.run(resume=args.resume)
     if env.is_main:
         _report(summary, args.out)
+        if run.text is not None:
+            column = recipe.data.text_column if recipe.data.text_column in table.extra.columns else ""
+            save_reader(recipe.data.folder, {"csv": recipe.data.csv, "file_column": recipe.data.file_column,
+                                             "split": recipe.data.split}, model.vocab, column, args.out,
+                        progress=not args.no_progress, say=say)
+    return 0
+
+
+def save_reader(folder: Path, data: dict, vocab: dict[str, list[str]], text_column: str, out: Path,
+                progress: bool = False, say=print) -> None:
+    """Fit the prompt reader of a generator on its training rows and write it into `out`."""
+    from ..prompt_reader import build_reader
+
+    reader = build_reader(folder, data.get("csv") or "annotations.csv", data.get("file_column") or "file",
+                          data.get("split"), vocab, text_column, progress)
+    path = reader.save(out)
+    held = reader.held_out_text()
+    say(f"prompt reader: {path}" + (f" (on {held})" if held else ""))
+
+
+def run_prompt_reader(args: argparse.Namespace) -> int:
+    """Fit the prompt reader of an existing generator trained with text, from the rows it was trained on."""
+    cfg = read_config(args.checkpoint)
+    if cfg.get("kind") != "diffusion" or not cfg.get("text_dim"):
+        raise ValueError(f"--checkpoint {args.checkpoint}: not a diffusion checkpoint trained with text")
+    data = dict(cfg.get("data") or {})
+    if args.csv:
+        data["csv"] = args.csv
+    folder = args.data or Path(data.get("folder") or "")
+    if not data.get("folder") and args.data is None:
+        raise ValueError(f"--checkpoint {args.checkpoint}: its config.json names no data folder; pass --data")
+    column = (cfg.get("text") or {}).get("column") or ""
+    save_reader(folder, data, cfg["vocab"], column, args.checkpoint, progress=not args.no_progress)
     return 0
 
 
