@@ -8,7 +8,8 @@
     python benchmarks/condition_grid.py --checkpoint checkpoints/emoji-cosine --held-out-names 16 --data data/emoji
 
 With --held-out-names K, the prompts are K names of the held-out split (emoji the generator never saw) and the
-first column is the real emoji of that name.
+first column is the real emoji of that name. A prompt row also gets the values the checkpoint's prompt reader is
+sure of (its label shows them, the group and "none" values left out) unless --no-read-prompt.
 
 Every row is one value of --attribute alone (the other attributes "any"), or one prompt; column j uses seed j in
 every row, so a column that keeps its silhouette from row to row shows the seed deciding, not the condition.
@@ -26,17 +27,22 @@ from lwgen.pipeline import DEFAULT_GUIDANCE, DiffusionModel
 
 
 def condition_rows(model: DiffusionModel, attribute: str | None, values: list[str], prompts: list[str],
-                   n: int) -> tuple[list[str], torch.Tensor]:
-    """(row labels, condition vectors (rows * n, D)) for the values of one attribute, then the prompts."""
+                   n: int, read: bool = True) -> tuple[list[str], torch.Tensor]:
+    """(row labels, condition vectors (rows * n, D)) for the values of one attribute, then the prompts (with the
+    values the model's prompt reader is sure of, as `lwgen sample` gives them, unless `read` is False)."""
     labels, conds = [], []
     for value in values:
         lab = model.encode({attribute: value}).expand(n, -1)
         labels.append(value)
         conds.append(model.condition(lab))
     for prompt in prompts:
-        lab = model.encode({}).expand(n, -1)
-        labels.append(f'"{prompt}"')
-        conds.append(model.condition(lab, model.encode_prompt(prompt, n)))
+        text = model.encode_prompt(prompt, n)
+        given, readings = {}, []
+        if read and model.prompt_reader is not None and text is not None:
+            given, readings = model.prompt_reader.fill_values({}, text[0])
+        shown = [r.value for r in readings if r.attribute != "group" and r.value != "none"]
+        labels.append(f'"{prompt}"' + "".join(f"\n{v}" for v in shown))
+        conds.append(model.condition(model.encode(given).expand(n, -1), text))
     return labels, torch.cat(conds)
 
 
@@ -48,7 +54,8 @@ def labelled_grid(images: torch.Tensor, labels: list[str], n: int, label_width: 
     canvas = Image.new("RGB", (left + n * side, len(labels) * side), "white")
     draw = ImageDraw.Draw(canvas)
     for r, label in enumerate(labels):
-        draw.text((4, r * side + side // 2 - 6), label[:28], fill=(0, 0, 0))
+        lines = [line[:28] for line in label.split("\n")]
+        draw.text((4, r * side + side // 2 - 6 * len(lines)), "\n".join(lines), fill=(0, 0, 0))
         if real:
             canvas.paste(real[r].resize((side, side), Image.Resampling.BOX), (label_width, r * side))
         for c in range(n):
@@ -75,6 +82,8 @@ def main() -> None:
     p.add_argument("--values", nargs="*", default=None, help="the values (default: all of the attribute's)")
     p.add_argument("--prompts", nargs="*", default=[], help="one row per prompt, given alone")
     p.add_argument("--held-out-names", type=int, default=0, help="K held-out names as prompts, real emoji first")
+    p.add_argument("--no-read-prompt", action="store_true",
+                   help="give the prompts' words alone (by default the values the prompt reader is sure of too)")
     p.add_argument("--data", type=Path, default=Path("data/emoji"), help="data folder of --held-out-names")
     p.add_argument("-n", type=int, default=8, help="columns (seeds 0 .. n-1)")
     p.add_argument("--steps", type=int, default=20)
@@ -86,7 +95,7 @@ def main() -> None:
     prompts, real = list(args.prompts), None
     if args.held_out_names:
         prompts, real = held_out_names(args.data, args.held_out_names)
-    labels, cond = condition_rows(model, args.attribute, values, prompts, args.n)
+    labels, cond = condition_rows(model, args.attribute, values, prompts, args.n, read=not args.no_read_prompt)
     if not labels:
         raise SystemExit("give --attribute or --prompts")
     seeds = [s for _ in labels for s in range(args.n)]

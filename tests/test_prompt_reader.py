@@ -92,3 +92,16 @@ def test_attributes_the_words_do_not_tell_are_never_read():
     reader = PromptReader(VOCAB, fitted.weight, fitted.bias, {**fitted.report, "unreadable": ["color"]})
     assert [r.attribute for r in reader.read(text[4])] == ["shape"]
     assert reader.fill(torch.tensor([[NULL, NULL]]), ["shape", "color"], text[4:5]).tolist() == [[1, NULL]]
+
+
+@pytest.mark.parametrize("name", ["emoji-cosine", "emoji-linear"])
+def test_the_shipped_generators_carry_a_reader_of_their_own_values(name):
+    from lwgen.checkpoint import read_config
+    from lwgen.shipped import shipped_root
+
+    folder = shipped_root() / name
+    vocab = read_config(folder)["vocab"]
+    reader = PromptReader.load(folder, vocab)  # refuses values other than the generator's
+    assert reader is not None and reader.unreadable == {"style"}  # the words never say which artwork
+    held = reader.report["held_out"]
+    assert held["rows"] == 816 and held["subgroup_top5"] > held["subgroup_top1"] > held["subgroup_majority"]
