@@ -16,7 +16,7 @@ from .checkpoint import (
     module_state,
     read_config,
 )
-from .conditioning import ANY, DEFAULT_GUIDANCE
+from .conditioning import ANY, DEFAULT_GUIDANCE, config_label_rows
 from .diffusion import ScheduleConfig, get_sampler, spaced_timesteps, to_x0
 from .models import (
     NULL,
@@ -184,7 +184,7 @@ class DiffusionModel(nn.Module):
     def from_checkpoint(cls, folder: str | Path, ema: bool = True) -> DiffusionModel:
         model = _from_checkpoint(cls, folder, ema)
         if model.takes_text:
-            model.prompt_reader = PromptReader.load(folder, model.vocab)
+            model.prompt_reader = PromptReader.load(folder, model.vocab, config_label_rows(model.checkpoint_config))
         return model
 
     # --- conditions -------------------------------------------------------------------------------------

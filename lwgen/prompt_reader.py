@@ -47,6 +47,7 @@ class PromptReader:
         self.report = report or {}
         # attributes the words do not tell (held-out texts read little better than the majority guess): never read
         self.unreadable = set(self.report.get("unreadable") or [])
+        self.combinations: torch.Tensor | None = None  # (C, A) label rows the training data holds, if known
 
     def probabilities(self, text: torch.Tensor) -> dict[str, torch.Tensor]:
         """{attribute: (N, V) probabilities} of sentence embeddings (N, D)."""
@@ -67,27 +68,49 @@ class PromptReader:
                 out.append(Reading(a, self.vocab[a][int(index)], round(float(prob), 3)))
         return out
 
+    def _fits(self, row: torch.Tensor, attributes: list[str]) -> bool:
+        """Whether a label row (NULL = any) agrees with some combination of values the training data holds."""
+        if self.combinations is None or attributes != list(self.vocab):
+            return True
+        return bool(((self.combinations == row) | (row == NULL)).all(1).any())
+
     def fill(self, labels: torch.Tensor, attributes: list[str], text: torch.Tensor,
              min_prob: float = DEFAULT_MIN_PROB) -> torch.Tensor:
         """Label rows (N, A) of a generator whose attributes are `attributes`, with the NULL ("any") entries
         set to the values read from each row's text (N, D) where the probe is sure; rows without text and values
-        the user chose stay as they are."""
+        the user chose stay as they are. Readings are taken surest first, and one that no combination of the
+        training data agrees with (with the values chosen or read already) is dropped."""
         out = labels.clone()
-        has_text = text.abs().sum(1) > 0
-        for a, p in self.probabilities(text).items():
-            if a not in attributes or a in self.unreadable:
+        probs = self.probabilities(text)
+        order = [a for a in self.vocab if a in attributes and a not in self.unreadable]
+        for i in range(len(out)):
+            if not bool(text[i].abs().sum() > 0):
                 continue
-            j = attributes.index(a)
-            prob, index = p.max(1)
-            take = (out[:, j] == NULL) & has_text & (prob > min_prob)
-            out[take, j] = index[take]
+            picks = []
+            for a in order:
+                prob, index = probs[a][i].max(0)
+                if float(prob) > min_prob and int(out[i, attributes.index(a)]) == NULL:
+                    picks.append((float(prob), attributes.index(a), int(index)))
+            for _, j, index in sorted(picks, reverse=True):
+                trial = out[i].clone()
+                trial[j] = index
+                if self._fits(trial, attributes):
+                    out[i] = trial
         return out
 
     def fill_values(self, values: dict[str, str], text: torch.Tensor,
                     min_prob: float = DEFAULT_MIN_PROB) -> tuple[dict[str, str], list[Reading]]:
-        """{attribute: value or "any"} with the "any" ones set from the prompt where the probe is sure, and the
-        readings used."""
-        used = [r for r in self.read(text, min_prob) if values.get(r.attribute, ANY) == ANY]
+        """{attribute: value or "any"} with the "any" ones set from the prompt where the probe is sure (see
+        `fill`), and the readings used."""
+        attributes = list(self.vocab)
+        row = [NULL if values.get(a, ANY) in (ANY, None) else
+               (self.vocab[a].index(values[a]) if values[a] in self.vocab[a] else -2)  # -2: unknown, left to the caller
+               for a in attributes]
+        text = text.reshape(1, -1)
+        filled = self.fill(torch.tensor([row]), attributes, text, min_prob)[0]
+        probs = self.probabilities(text)
+        used = [Reading(a, self.vocab[a][int(filled[j])], round(float(probs[a][0, int(filled[j])]), 3))
+                for j, a in enumerate(attributes) if row[j] == NULL and int(filled[j]) != NULL]
         return {**values, **{r.attribute: r.value for r in used}}, used
 
     def held_out_text(self) -> str:
@@ -106,9 +129,11 @@ class PromptReader:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path, vocab: dict[str, list[str]] | None = None) -> PromptReader | None:
+    def load(cls, folder: str | Path, vocab: dict[str, list[str]] | None = None,
+             combinations: list[tuple[int, ...]] | None = None) -> PromptReader | None:
         """The reader saved in a checkpoint folder, None when there is none. With the generator's `vocab`, each
-        attribute's values must be the generator's, in its order."""
+        attribute's values must be the generator's, in its order; `combinations` are the label rows its training
+        data holds (config.json), which readings must agree with."""
         path = Path(folder) / READER_FILE
         if not path.is_file():
             return None
@@ -124,6 +149,8 @@ class PromptReader:
             for a, values in saved.items():
                 if vocab.get(a) != values:
                     raise CheckpointError(f"{path}: the values of {a!r} are not the generator's")
+        if combinations and all(len(c) == len(saved) for c in combinations):
+            reader.combinations = torch.tensor(combinations, dtype=torch.long)
         return reader
 
 

@@ -105,3 +105,14 @@ def test_the_shipped_generators_carry_a_reader_of_their_own_values(name):
     assert reader is not None and reader.unreadable == {"style"}  # the words never say which artwork
     held = reader.report["held_out"]
     assert held["rows"] == 816 and held["subgroup_top5"] > held["subgroup_top1"] > held["subgroup_majority"]
+
+
+def test_a_reading_no_combination_of_the_data_agrees_with_is_dropped():
+    text, labels, _ = _data()
+    reader = fit_reader(text, labels, VOCAB)
+    reader.combinations = torch.tensor([[0, 0], [0, 1], [1, 1], [2, 0], [2, 1]])  # the data has no red square
+    values, used = reader.fill_values({}, text[4])  # row 4 reads square and red: only the surer one is kept
+    assert len(used) == 1 and values[used[0].attribute] == used[0].value
+    values, used = reader.fill_values({"color": "red"}, text[4])  # the user's red vetoes "square"
+    assert values == {"color": "red"} and used == []
+    assert reader.fill(torch.tensor([[NULL, 0]]), ["shape", "color"], text[4:5]).tolist() == [[NULL, 0]]
