@@ -260,7 +260,8 @@ def run_info(args: argparse.Namespace) -> int:
         reader = getattr(model, "prompt_reader", None)
         if reader is not None:
             held = reader.held_out_text()
-            print("  prompt reader: reads " + ", ".join(reader.vocab) + (f" (on {held})" if held else ""))
+            read = [a for a in reader.vocab if a not in reader.unreadable]
+            print("  prompt reader: reads " + ", ".join(read) + (f" (on {held})" if held else ""))
     return 0
 
 

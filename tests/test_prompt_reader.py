@@ -95,7 +95,7 @@ def test_attributes_the_words_do_not_tell_are_never_read():
 
 
 @pytest.mark.parametrize("name", ["emoji-cosine", "emoji-linear"])
-def test_the_shipped_generators_carry_a_reader_of_their_own_values(name):
+def test_the_shipped_generators_carry_a_reader_of_their_own_values(name, capsys):
     from lwgen.checkpoint import read_config
     from lwgen.shipped import shipped_root
 
@@ -105,6 +105,10 @@ def test_the_shipped_generators_carry_a_reader_of_their_own_values(name):
     assert reader is not None and reader.unreadable == {"style"}  # the words never say which artwork
     held = reader.report["held_out"]
     assert held["rows"] == 816 and held["subgroup_top5"] > held["subgroup_top1"] > held["subgroup_majority"]
+    from lwgen.cli import main
+
+    assert main(["info", "--checkpoint", str(folder)]) == 0
+    assert "prompt reader: reads group, subgroup, skin_tone (on 816 held-out texts" in capsys.readouterr().out
 
 
 def test_a_reading_no_combination_of_the_data_agrees_with_is_dropped():
