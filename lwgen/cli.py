@@ -41,7 +41,7 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default="", help="describe the image in words (generators trained with text)")
     p.add_argument("--read-prompt", action=argparse.BooleanOptionalAction, default=True,
                    help="also set the attributes left at 'any' to the values the checkpoint's prompt reader is sure "
-                        "the prompt names (e.g. subgroup food-fruit for 'a red apple'); --no-read-prompt: the "
+                        "the prompt names (e.g. subgroup heart for 'red heart'); --no-read-prompt: the "
                         "prompt's words alone")
     p.add_argument("-n", type=int, default=16, help="number of images")
     p.add_argument("--steps", type=int, default=20, help="sampler steps")

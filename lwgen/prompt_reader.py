@@ -1,4 +1,4 @@
-"""Attribute values read from a prompt: "a red apple" also asks for subgroup food-fruit.
+"""Attribute values read from a prompt: "red heart" also asks for subgroup heart.
 
 A generator trained with text follows its attribute embeddings more closely than its projection of a sentence
 embedding, most of all for words it never saw with an image. The reader is one linear probe per attribute

@@ -138,7 +138,7 @@ def prompt_input(takes_text: bool, key: str, label: str = "Prompt",
 
 
 READ_HELP = ("the checkpoint's prompt reader names the attribute values it is sure the words mean (e.g. subgroup "
-             "food-fruit for 'a red apple') and the generator is given those too, as `lwgen sample` does: they steer "
+             "heart for 'red heart') and the generator is given those too, as `lwgen sample` does: they steer "
              "more than the words alone. Attributes you chose stay as they are. Off: the words alone.")
 
 
