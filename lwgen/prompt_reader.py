@@ -21,7 +21,6 @@ from .conditioning import ANY, NULL
 from .conditioning import PROMPT_READER_FILE as READER_FILE
 
 DEFAULT_MIN_PROB = 0.5
-READ_MARGIN = 0.4  # an attribute is read only if held-out texts beat the majority guess by 40 % of what it misses
 
 
 @dataclass
@@ -55,18 +54,9 @@ class PromptReader:
         return {a: torch.softmax(text @ self.weight[a].T + self.bias[a], dim=1) for a in self.vocab}
 
     def read(self, text: torch.Tensor, min_prob: float = DEFAULT_MIN_PROB) -> list[Reading]:
-        """The values the probes are sure of (probability above min_prob) for one sentence embedding (D,) or (1, D);
-        none for the zero row of "no text"."""
-        if not bool(text.abs().sum() > 0):
-            return []
-        out = []
-        for a, p in self.probabilities(text).items():
-            if a in self.unreadable:
-                continue
-            prob, index = p[0].max(0)
-            if float(prob) > min_prob:
-                out.append(Reading(a, self.vocab[a][int(index)], round(float(prob), 3)))
-        return out
+        """The values the probes are sure of (probability above min_prob, see `fill`) for one sentence embedding
+        (D,) or (1, D); none for the zero row of "no text"."""
+        return self.fill_values({}, text, min_prob)[1]
 
     def _fits(self, row: torch.Tensor, attributes: list[str]) -> bool:
         """Whether a label row (NULL = any) agrees with some combination of values the training data holds."""
@@ -269,11 +259,13 @@ def build_reader(folder: Path, csv: str, file_column: str, split: str | None, vo
 
 
 def unreadable(held: dict[str, float], attributes: list[str]) -> list[str]:
-    """The attributes whose held-out texts the probe reads no better than the majority guess plus READ_MARGIN of
-    the rest (as a style that the words never mention)."""
+    """The attributes whose held-out texts the probe reads no better than the majority guess does by the
+    evaluation's margin (`beats_majority`), as a style that the words never mention."""
+    from .evaluation.metrics import beats_majority  # lazy: evaluation imports the pipeline, which imports this
+
     out = []
     for a in attributes:
         top1, majority = held.get(f"{a}_top1"), held.get(f"{a}_majority")
-        if top1 is not None and majority is not None and top1 < majority + READ_MARGIN * (1 - majority):
+        if top1 is not None and majority is not None and not beats_majority(top1, majority):
             out.append(a)
     return out

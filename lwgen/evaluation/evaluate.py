@@ -26,7 +26,7 @@ from ..precision import autocast
 from ..record import CheckpointRecord
 from .classifier import Classifier
 from .conditions import ROWS, build, per_value_top1, real_steering, row_values, steering
-from .metrics import fid, kid, precision_recall, psnr, quantize, ssim, topk_accuracy
+from .metrics import beats_majority, fid, kid, precision_recall, psnr, quantize, ssim, topk_accuracy
 
 
 def _some(values: list[str], limit: int = 8) -> str:
@@ -147,12 +147,11 @@ def _accuracies(classifier: Classifier, logits: dict[str, torch.Tensor], targets
 
 # A classifier judges an attribute when, on real held-out images, it beats always guessing the most common value
 # by at least this share of the rest (emoji: group 79 % top-1 against a 57 % majority passes at 74 %).
-JUDGE_MARGIN = 0.4
 
 
 def weak_judge(classifier: Classifier, logits: dict[str, torch.Tensor], targets: torch.Tensor) -> list[str]:
-    """One warning per attribute the classifier cannot judge: its top-1 on the real images is below
-    majority + JUDGE_MARGIN x (1 - majority), so the samples' scores of that attribute say little."""
+    """One warning per attribute the classifier cannot judge: its top-1 on the real images does not beat the
+    majority guess (`beats_majority`), so the samples' scores of that attribute say little."""
     out = []
     for j, a in enumerate(classifier.attributes):
         known = targets[:, j][targets[:, j] >= 0]
@@ -160,7 +159,7 @@ def weak_judge(classifier: Classifier, logits: dict[str, torch.Tensor], targets:
         if not len(known) or real != real:
             continue
         majority = float(torch.bincount(known).max()) / len(known)
-        if real < majority + JUDGE_MARGIN * (1 - majority):
+        if not beats_majority(real, majority):
             out.append(f"the classifier is too weak to judge {a!r}: it gets {real * 100:.0f} % of the real held-out "
                        f"images right, against {majority * 100:.0f} % for always guessing the most common value, "
                        f"so the {a} scores of the samples say little; train it longer (lwgen eval train-classifier "

@@ -162,3 +162,12 @@ def ssim(a: torch.Tensor, b: torch.Tensor, crop: int = 0) -> torch.Tensor:
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Round images in [-1, 1] to the 256 levels of an 8-bit file, keeping the [-1, 1] range."""
     return torch.round((images.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+
+
+MAJORITY_MARGIN = 0.4
+
+
+def beats_majority(top1: float, majority: float, margin: float = MAJORITY_MARGIN) -> bool:
+    """Whether a top-1 accuracy beats always guessing the most common value (right `majority` of the time) by
+    `margin` of what that guess misses; below it, a classifier or a prompt reader says little about the attribute."""
+    return top1 >= majority + margin * (1 - majority)
